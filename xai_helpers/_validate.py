@@ -1,0 +1,76 @@
+"""Input checks shared by every public function.
+
+Each check raises one plain sentence (``ValueError``/``TypeError``) at the public boundary, so that bad input
+never reaches TensorFlow and never gets "fixed" silently.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+#: MobileNetV2's input range after ``preprocess_input``: pixel / 127.5 - 1.
+INPUT_RANGE = (-1.0, 1.0)
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    """Return ``eps`` as a float after checking it lies in [0, 1] (model input units)."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {eps!r}.")
+    eps = float(eps)
+    if not np.isfinite(eps) or not 0.0 <= eps <= 1.0:
+        raise ValueError(f"{name} must be a finite number in [0, 1] (model input units), got {eps!r}.")
+    return eps
+
+
+def check_class_index(class_index: object, num_classes: int, name: str = "class_index") -> int:
+    """Return ``class_index`` as an int after checking it is an integer in [0, num_classes - 1]."""
+    if isinstance(class_index, bool) or not isinstance(class_index, numbers.Integral):
+        raise TypeError(f"{name} must be an integer in [0, {num_classes - 1}], got {class_index!r}.")
+    class_index = int(class_index)
+    if not 0 <= class_index < num_classes:
+        raise ValueError(f"{name} must be in [0, {num_classes - 1}], got {class_index}.")
+    return class_index
+
+
+def check_image(x: object, shape: tuple[int, ...] | None = None, in_model_range: bool = True,
+                name: str = "x") -> np.ndarray:
+    """Return ``x`` as a float32 array after checking shape, dtype, finiteness and range.
+
+    ``shape`` is the expected (H, W, C) of one image; a leading batch axis is not accepted here, so that
+    every public function has one unambiguous signature.
+    """
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "numpy"):
+            x = x.numpy()
+        else:
+            raise TypeError(f"{name} must be a NumPy array of shape {shape or '(H, W, 3)'}, "
+                            f"got {type(x).__name__}.")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) \
+            or x.dtype == np.bool_:
+        raise TypeError(f"{name} must be a real-valued array, got dtype {x.dtype}.")
+    if shape is not None and tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}.")
+    if shape is None and (x.ndim != 3 or x.shape[-1] != 3):
+        raise ValueError(f"{name} must have shape (H, W, 3), got {tuple(x.shape)}.")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    if in_model_range:
+        lo, hi = INPUT_RANGE
+        if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
+            raise ValueError(f"{name} must lie in MobileNetV2's input range [-1, 1] (use load_image), "
+                             f"got values in [{x.min():.3g}, {x.max():.3g}].")
+    return x
+
+
+def check_map(m: object, name: str = "map") -> np.ndarray:
+    """Return a 2-D float map after checking it is finite (an IG (H, W, C) map must be reduced first)."""
+    m = np.asarray(m)
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D map (reduce IG attributions with to_2d first), "
+                         f"got shape {m.shape}.")
+    m = m.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return m

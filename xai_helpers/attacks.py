@@ -1,0 +1,134 @@
+"""Fast Gradient Sign Method (Goodfellow, Shlens & Szegedy, "Explaining and Harnessing Adversarial
+Examples", ICLR 2015), untargeted and targeted.
+
+All ``eps`` values are in the model's input units, where the full 0-255 pixel range spans [-1, 1]: one
+pixel level is ``2 / 255`` (``pixels_to_eps``).
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from ._validate import check_class_index, check_eps, check_image
+from .model import input_shape, logits_model, num_classes, probabilities
+
+#: Default attack strength: one pixel level (eps = 2/255 ~ 0.0078 model units), the smallest perturbation
+#: that survives saving the image as 8-bit; the TensorFlow FGSM tutorial's eps = 0.01 is 1.3 levels.
+DEFAULT_EPS_PIXELS = 1.0
+
+
+def pixels_to_eps(levels: float) -> float:
+    """Return the model-unit eps for a perturbation of ``levels`` pixel levels (0-255 scale): ``2 L / 255``."""
+    return float(levels) * 2.0 / 255.0
+
+
+def eps_to_pixels(eps: float) -> float:
+    """Return the 0-255 pixel-level size of a model-unit eps: ``255 eps / 2``."""
+    return float(eps) * 255.0 / 2.0
+
+
+DEFAULT_EPS = pixels_to_eps(DEFAULT_EPS_PIXELS)
+
+_SIGN_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _loss_gradient_sign_fn(model):
+    """Return a compiled ``(x[B,H,W,C], labels[B]) -> sign(grad_x J)`` for ``model`` (cached)."""
+    if model in _SIGN_FNS:
+        return _SIGN_FNS[model]
+    logits = logits_model(model)
+    spec = tf.TensorSpec((None, *input_shape(model)), tf.float32)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
+    def sign_of_loss_gradient(x, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            # J = -log softmax(z)_y, computed from the logits z for numerical stability: it is the
+            # same function as the cross-entropy of the softmax output, without log(0) when p_y -> 1.
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits(x, training=False))
+        return tf.sign(tape.gradient(loss, x))
+
+    _SIGN_FNS[model] = sign_of_loss_gradient
+    return sign_of_loss_gradient
+
+
+def loss_gradient_sign(model, x: np.ndarray, label: int | None = None) -> np.ndarray:
+    """Return ``sign(grad_x J(theta, x, y))`` for one image, J the cross-entropy against ``label``.
+
+    ``label`` defaults to the model's own top-1 on ``x``. The result (values in {-1, 0, 1}) is the FGSM
+    direction for every eps, so a sweep over eps needs one gradient.
+    """
+    x = check_image(x, input_shape(model))
+    label = _resolve_label(model, x, label)
+    sign = _loss_gradient_sign_fn(model)(x[None], np.array([label], dtype=np.int32))
+    return sign.numpy()[0]
+
+
+def loss_gradient_signs(model, xs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Return ``sign(grad_x J)`` for a batch ``xs`` (N, H, W, C) with one label per image (batched study)."""
+    xs = np.asarray(xs, dtype=np.float32)
+    for x in xs:
+        check_image(x, input_shape(model))
+    labels = np.asarray([check_class_index(int(c), num_classes(model), "label") for c in labels], np.int32)
+    return _loss_gradient_sign_fn(model)(xs, labels).numpy()
+
+
+def apply_perturbation(x: np.ndarray, direction: np.ndarray, eps: float) -> np.ndarray:
+    """Return ``clip(x + eps * direction, -1, 1)``: one signed step, kept in the model's input range."""
+    return np.clip(x + check_eps(eps) * direction, -1.0, 1.0).astype(np.float32)
+
+
+def fgsm(model, x: np.ndarray, label: int | None = None, eps: float = DEFAULT_EPS) -> np.ndarray:
+    """Return the untargeted FGSM adversarial image ``clip(x + eps * sign(grad_x J(theta, x, y)), -1, 1)``.
+
+    Goodfellow et al. 2015, eq. (3). ``J`` is the cross-entropy of the softmax output against ``label``
+    (default: the model's own top-1 on ``x``); stepping *up* the loss pushes the image away from that
+    class. ``x`` is one (224, 224, 3) image in [-1, 1]; ``eps`` in [0, 1] model units (``pixels_to_eps``
+    converts from 0-255 levels). ``||adv - x||_inf <= eps`` and the result stays in [-1, 1].
+    """
+    x = check_image(x, input_shape(model))
+    eps = check_eps(eps)
+    return apply_perturbation(x, loss_gradient_sign(model, x, label), eps)
+
+
+def fgsm_targeted(model, x: np.ndarray, target: int, eps: float = DEFAULT_EPS) -> np.ndarray:
+    """Return the targeted FGSM image ``clip(x - eps * sign(grad_x J(theta, x, t)), -1, 1)``.
+
+    Stepping *down* the cross-entropy of the target class ``t`` pulls the prediction towards ``t``
+    (Kurakin, Goodfellow & Bengio, "Adversarial Examples in the Physical World", 2017, sec. 2.2, one step).
+    Units and ranges as in ``fgsm``.
+    """
+    x = check_image(x, input_shape(model))
+    eps = check_eps(eps)
+    target = check_class_index(target, num_classes(model), "target")
+    return apply_perturbation(x, -loss_gradient_sign(model, x, target), eps)
+
+
+def iterative_fgsm_targeted(model, x: np.ndarray, target: int, eps: float = DEFAULT_EPS,
+                            iterations: int = 10) -> np.ndarray:
+    """Return the targeted iterative FGSM (basic iterative method) image within ``||adv - x||_inf <= eps``.
+
+    ``adv_0 = x``; ``adv_{n+1} = Clip_{x, eps}( adv_n - a * sign(grad_x J(theta, adv_n, t)) )`` with step
+    ``a = eps / iterations * 2.5`` (so the budget can be spent and re-spent), clipped to the eps-ball and to
+    [-1, 1] after every step (Kurakin, Goodfellow & Bengio 2017, sec. 2.2 "iterative least-likely class",
+    here with a chosen target). Units as in ``fgsm``; ``iterations`` gradients are computed.
+    """
+    x = check_image(x, input_shape(model))
+    eps = check_eps(eps)
+    target = check_class_index(target, num_classes(model), "target")
+    if not isinstance(iterations, (int, np.integer)) or isinstance(iterations, bool) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}.")
+    step = 2.5 * eps / iterations
+    adv = x.copy()
+    for _ in range(iterations):
+        adv = apply_perturbation(adv, -loss_gradient_sign(model, adv, target), step)
+        adv = np.clip(adv, x - eps, x + eps).astype(np.float32)
+    return adv
+
+
+def _resolve_label(model, x: np.ndarray, label: int | None) -> int:
+    if label is None:
+        return int(np.argmax(probabilities(model, x)))
+    return check_class_index(label, num_classes(model), "label")

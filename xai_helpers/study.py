@@ -1,0 +1,478 @@
+"""The many-photo study: FGSM and its explanations over the 1000 ImageNet sample photos.
+
+Per photo (one per class, in a seeded random order so that any prefix is a random sample of classes):
+
+1. attack: clean top-1, and untargeted FGSM against the true label at every eps of ``EPS_GRID_PIXELS``
+   (one gradient, reused for every eps);
+2. for photos the model gets right, at ``STUDY_EPS_PIXELS``: Grad-CAM (logits) and IG (softmax) maps of
+   (clean, true class), (adversarial, adversarial class), (adversarial, true class) and, as a control,
+   (clean + random-sign noise of the same eps, true class), compared with ``compare_maps`` (Ghorbani et
+   al. 2019);
+3. standard vs reversed targets (Grad-CAM logits vs softmax, IG softmax vs logits) on clean and
+   adversarial images, next to the model's confidence;
+4. deletion and insertion AUC (Petsiuk et al. 2018) of each map and of a random map;
+5. (``sanity_check``) cascading randomisation of the top layers (Adebayo et al. 2018);
+6. features that need only the image at hand, for telling clean from adversarial (``detection_auc``).
+
+Everything is seeded; rows are appended to a CSV as batches finish, so a long run can be resumed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .attacks import loss_gradient_signs, pixels_to_eps
+from .compare import compare_maps, to_2d
+from .data import load_image, sample_image, sample_photos
+from .gradcam import gradcam
+from .integrated_gradients import integrated_gradients_batch
+from .model import probabilities, weights_fingerprint
+
+EPS_GRID_PIXELS = (0.5, 1.0, 2.0, 4.0, 8.0)
+STUDY_EPS_PIXELS = 2.0
+#: IG steps in the study: 32 trapezoid steps (4x cheaper than the report's default of 128); the
+#: completeness error this costs is recorded per map (``ig_reldelta_*``) and shown in the chapter.
+STUDY_IG_STEPS = 32
+STUDY_IG_METHOD = "trapezoid"
+#: Deletion/insertion: pixels are removed (replaced by the blurred photo) or inserted in this many equal
+#: steps, most important first.
+DELETION_STEPS = 10
+DELETION_BLUR_SIGMA = 10.0
+SEED = 0
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything that determines the numbers of a study run (recorded in the CSV header)."""
+
+    eps_grid_pixels: tuple[float, ...] = EPS_GRID_PIXELS
+    study_eps_pixels: float = STUDY_EPS_PIXELS
+    ig_steps: int = STUDY_IG_STEPS
+    ig_method: str = STUDY_IG_METHOD
+    ig_baseline: str = "black"
+    deletion_steps: int = DELETION_STEPS
+    deletion_blur_sigma: float = DELETION_BLUR_SIGMA
+    top_fraction: float = 0.10
+    seed: int = SEED
+    extra: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        """Return a short hash of the settings, to refuse resuming a table made with other settings."""
+        text = repr(sorted((k, v) for k, v in asdict(self).items() if k != "extra"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def photo_order(seed: int = SEED) -> np.ndarray:
+    """Return the class indices 0..999 in the study's seeded random order."""
+    return np.random.default_rng(seed).permutation(len(sample_photos()))
+
+
+def random_sign_noise(shape: tuple[int, ...], class_index: int, seed: int = SEED) -> np.ndarray:
+    """Return a {-1, +1} array, seeded by (seed, class_index) so each photo's control noise is fixed."""
+    rng = np.random.default_rng([seed, class_index])
+    return rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=shape)
+
+
+def normalized_entropy(saliency: np.ndarray) -> float:
+    """Return the entropy of a non-negative map seen as a distribution, divided by log(pixels) (0..1).
+
+    1 = evidence spread evenly over the image, 0 = all evidence in one pixel.
+    """
+    m = np.maximum(np.asarray(saliency, dtype=np.float64).ravel(), 0.0)
+    total = m.sum()
+    if total <= 0:
+        return float("nan")
+    p = m[m > 0] / total
+    return float(-(p * np.log(p)).sum() / np.log(m.size))
+
+
+def deletion_insertion_images(x: np.ndarray, saliency: np.ndarray, steps: int,
+                              blur_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return the deletion and insertion image sequences (each (steps + 1, H, W, C)) of one map.
+
+    Deletion: the most important pixels (by ``saliency``) are replaced by the blurred photo, ``1/steps``
+    of the pixels at a time, starting from the photo. Insertion: the reverse, starting from the blurred
+    photo and putting back the most important pixels first (Petsiuk et al. 2018, with blur as the
+    "removed" value for both, so that no sharp edges of a black mask are introduced).
+    """
+    blurred = ndimage.gaussian_filter(x, sigma=(blur_sigma, blur_sigma, 0), mode="nearest")
+    order = np.argsort(-np.asarray(saliency, dtype=np.float64).ravel(), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    rank = rank.reshape(saliency.shape)
+    cut = np.linspace(0, order.size, steps + 1).round().astype(int)
+    removed = np.stack([(rank < c) for c in cut])[..., None]  # (steps+1, H, W, 1)
+    deletion = np.where(removed, blurred[None], x[None]).astype(np.float32)
+    insertion = np.where(removed, x[None], blurred[None]).astype(np.float32)
+    return deletion, insertion
+
+
+def curve_auc(scores: np.ndarray) -> float:
+    """Return the area under a curve sampled at equally spaced fractions 0..1 (trapezoid rule)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return float(np.trapezoid(scores, dx=1.0 / (len(scores) - 1)))
+
+
+def _class_probability_curves(model, images: np.ndarray, classes: Sequence[int],
+                              per_map: int) -> np.ndarray:
+    """Return p(class) of each curve image, reshaped to (maps, per_map)."""
+    probs = probabilities(model, images)
+    cls = np.repeat(np.asarray(classes), per_map)
+    return probs[np.arange(len(cls)), cls].reshape(-1, per_map)
+
+
+def analyse_batch(model, class_indices: Sequence[int], settings: StudySettings) -> list[dict]:
+    """Return one result row (a flat dict of numbers) per photo of ``class_indices``."""
+    photos = [sample_photos()[c] for c in class_indices]
+    xs = np.stack([load_image(sample_image(int(c))) for c in class_indices])
+    truth = np.array([p.class_index for p in photos])
+    clean_probs = probabilities(model, xs)
+    signs = loss_gradient_signs(model, xs, truth)
+    rows = []
+    for i, photo in enumerate(photos):
+        top1 = int(np.argmax(clean_probs[i]))
+        rows.append({"class_index": photo.class_index, "wnid": photo.wnid, "name": photo.name,
+                     "clean_top1": top1, "clean_correct": int(top1 == photo.class_index),
+                     "clean_p_true": float(clean_probs[i, photo.class_index]),
+                     "clean_p_top1": float(clean_probs[i, top1])})
+    for levels in settings.eps_grid_pixels:
+        adv_probs = probabilities(model, np.clip(xs + pixels_to_eps(levels) * signs, -1, 1))
+        for i, row in enumerate(rows):
+            top1 = int(np.argmax(adv_probs[i]))
+            row[f"adv{levels:g}_top1"] = top1
+            row[f"adv{levels:g}_p_top1"] = float(adv_probs[i, top1])
+            row[f"adv{levels:g}_p_true"] = float(adv_probs[i, truth[i]])
+            row[f"adv{levels:g}_changed"] = int(top1 != row["clean_top1"])
+    correct = [i for i, row in enumerate(rows) if row["clean_correct"]]
+    if correct:
+        _explain(model, xs[correct], signs[correct], [rows[i] for i in correct], settings)
+    return rows
+
+
+def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], settings: StudySettings) -> None:
+    """Add the explanation columns (questions 2, 3, 4, 6) to the rows of correctly classified photos."""
+    n = len(xs)
+    eps = pixels_to_eps(settings.study_eps_pixels)
+    truth = [row["class_index"] for row in rows]
+    adv = np.clip(xs + eps * signs, -1, 1).astype(np.float32)
+    noise = np.stack([random_sign_noise(x.shape, c, settings.seed) for x, c in zip(xs, truth)])
+    noisy = np.clip(xs + eps * noise, -1, 1).astype(np.float32)
+    adv_probs, noisy_probs = probabilities(model, adv), probabilities(model, noisy)
+    adv_cls = [int(np.argmax(p)) for p in adv_probs]
+
+    # Four (image, class) pairs per photo: clean/true, adv/adv, adv/true, noisy/true.
+    images = np.concatenate([xs, adv, adv, noisy])
+    classes = truth + adv_cls + truth + truth
+    gc_logit = gradcam(model, images, classes, target="logits")
+    ig_kw = dict(baseline=settings.ig_baseline, steps=settings.ig_steps, method=settings.ig_method)
+    ig_soft = integrated_gradients_batch(model, images, classes, target="softmax", **ig_kw)
+    # Reversed targets, on clean/true and adv/adv.
+    gc_soft = gradcam(model, images[:2 * n], classes[:2 * n], target="softmax")
+    ig_logit = integrated_gradients_batch(model, images[:2 * n], classes[:2 * n], target="logits", **ig_kw)
+    ig_soft_2d = [to_2d(r.attributions) for r in ig_soft]
+    ig_logit_2d = [to_2d(r.attributions) for r in ig_logit]
+
+    curve_images, curve_classes, curve_names = [], [], []
+    for i, row in enumerate(rows):
+        clean, advadv, advtrue, control = i, n + i, 2 * n + i, 3 * n + i
+        row.update({"adv_top1": adv_cls[i], "adv_p_top1": float(adv_probs[i, adv_cls[i]]),
+                    "adv_p_true": float(adv_probs[i, truth[i]]), "fooled": int(adv_cls[i] != truth[i]),
+                    "noise_top1": int(np.argmax(noisy_probs[i])),
+                    "noise_p_true": float(noisy_probs[i, truth[i]])})
+        for method, maps in (("gc", gc_logit), ("ig", ig_soft_2d)):
+            for pair, other in (("advadv", advadv), ("advtrue", advtrue), ("noise", control)):
+                for metric, value in compare_maps(maps[clean], maps[other], settings.top_fraction).items():
+                    row[f"{method}_{pair}_{metric}"] = value
+        for image_kind, j in (("clean", clean), ("adv", advadv)):
+            gc_pair = compare_maps(gc_logit[j], gc_soft[j], settings.top_fraction)
+            ig_pair = compare_maps(ig_soft_2d[j], ig_logit_2d[j], settings.top_fraction)
+            cross = compare_maps(gc_logit[j], ig_soft_2d[j], settings.top_fraction)
+            row.update({f"{image_kind}_gc_logit_vs_softmax_spearman": gc_pair["spearman"],
+                        f"{image_kind}_gc_logit_vs_softmax_iou": gc_pair["top_iou"],
+                        f"{image_kind}_ig_softmax_vs_logit_spearman": ig_pair["spearman"],
+                        f"{image_kind}_ig_softmax_vs_logit_iou": ig_pair["top_iou"],
+                        f"{image_kind}_gc_vs_ig_spearman": cross["spearman"],
+                        f"{image_kind}_gc_vs_ig_iou": cross["top_iou"],
+                        f"{image_kind}_gc_entropy": normalized_entropy(gc_logit[j]),
+                        f"{image_kind}_ig_entropy": normalized_entropy(ig_soft_2d[j]),
+                        f"{image_kind}_ig_softmax_reldelta": ig_soft[j].relative_delta,
+                        f"{image_kind}_ig_logit_reldelta": ig_logit[j].relative_delta,
+                        f"{image_kind}_ig_logit_total": float(ig_logit[j].attributions.sum()),
+                        f"{image_kind}_ig_softmax_total": float(ig_soft[j].attributions.sum())})
+            x_j = images[j]
+            # Seeded per photo and image, so a row never depends on which batch it was computed in.
+            random_map = np.random.default_rng([settings.seed, truth[i], j // n]).random(x_j.shape[:2])
+            for method, saliency in (("gc", gc_logit[j]), ("ig", ig_soft_2d[j]), ("random", random_map)):
+                deletion, insertion = deletion_insertion_images(x_j, saliency, settings.deletion_steps,
+                                                                settings.deletion_blur_sigma)
+                curve_images += [deletion, insertion]
+                curve_classes += [classes[j], classes[j]]
+                curve_names += [(i, f"del_{method}_{image_kind}"), (i, f"ins_{method}_{image_kind}")]
+    curves = _class_probability_curves(model, np.concatenate(curve_images), curve_classes,
+                                       settings.deletion_steps + 1)
+    for (i, name), curve in zip(curve_names, curves):
+        rows[i][f"{name}_auc"] = curve_auc(curve)
+
+
+def randomize_top_layers(model, layer_names: Iterable[str], seed: int = SEED):
+    """Return a copy of ``model`` whose named layers' kernels and biases are re-drawn at random.
+
+    Each weight is replaced by Gaussian noise of the same standard deviation (seeded), the "cascading
+    randomisation" of Adebayo et al. 2018; BatchNorm statistics are kept so activations stay finite.
+    """
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    rng = np.random.default_rng(seed)
+    for name in layer_names:
+        layer = clone.get_layer(name)
+        for w in layer.weights:
+            if any(k in w.path for k in ("kernel", "bias")):
+                value = np.asarray(w.numpy())
+                w.assign(rng.normal(0.0, value.std() or 1.0, size=value.shape).astype(value.dtype))
+    return clone
+
+
+#: Cascade stages: each randomises its layers *and* all earlier stages' (top of the network first).
+SANITY_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("logits", ("predictions",)),
+    ("+Conv_1", ("Conv_1",)),
+    ("+block_16", ("block_16_expand", "block_16_depthwise", "block_16_project")),
+    ("+block_15", ("block_15_expand", "block_15_depthwise", "block_15_project")),
+)
+
+
+def sanity_check(model, class_indices: Sequence[int], settings: StudySettings,
+                 ig_steps: int = 16) -> list[dict]:
+    """Return rows (photo, stage, Spearman of the randomised map vs the original) for Grad-CAM and IG."""
+    xs = np.stack([load_image(sample_image(int(c))) for c in class_indices])
+    classes = [int(c) for c in class_indices]
+    ig_kw = dict(baseline=settings.ig_baseline, steps=ig_steps, method=settings.ig_method)
+    reference_gc = gradcam(model, xs, classes, target="logits")
+    reference_ig = [to_2d(r.attributions) for r in
+                    integrated_gradients_batch(model, xs, classes, target="softmax", **ig_kw)]
+    rows, randomized = [], []
+    for stage, layers in SANITY_STAGES:
+        randomized += list(layers)
+        noisy_model = randomize_top_layers(model, randomized, settings.seed)
+        with np.errstate(all="ignore"):
+            stage_gc = gradcam(noisy_model, xs, classes, target="logits")
+        stage_ig = [to_2d(r.attributions) for r in
+                    integrated_gradients_batch(noisy_model, xs, classes, target="softmax", **ig_kw)]
+        for i, c in enumerate(classes):
+            rows.append({"class_index": c, "stage": stage,
+                         "gc_spearman": compare_maps(reference_gc[i], stage_gc[i])["spearman"],
+                         "ig_spearman": compare_maps(reference_ig[i], stage_ig[i])["spearman"]})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading and writing result tables
+
+
+def table_header(settings: StudySettings, n_photos: int, kind: str) -> list[str]:
+    """Return the '# key: value' lines that open a result CSV (provenance of its numbers)."""
+    from . import __version__
+
+    fp = weights_fingerprint()
+    return [f"# xai_helpers study table ({kind})", f"# photos: {n_photos}",
+            f"# weights_sha256: {fp['sha256']}", f"# weights_source: {fp['source']}",
+            f"# xai_helpers_version: {__version__}", f"# settings_key: {settings.key()}",
+            f"# settings: {asdict(settings)}"]
+
+
+def read_table(path: str | Path) -> tuple[dict[str, str], list[dict[str, float | str]]]:
+    """Return (header metadata, rows) of a study CSV; numeric cells become floats, empty cells NaN."""
+    meta, lines = {}, []
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("# ") and ": " in line:
+            key, value = line[2:].split(": ", 1)
+            meta[key] = value
+        elif not line.startswith("#"):
+            lines.append(line)
+    rows = []
+    for raw in csv.DictReader(io.StringIO("\n".join(lines))):
+        rows.append({k: _number(v) for k, v in raw.items()})
+    return meta, rows
+
+
+def _number(text: str) -> float | str:
+    if text == "":
+        return float("nan")  # a column that does not apply to this photo (e.g. maps of a missed photo)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def write_table(path: Path, header: list[str], rows: list[dict]) -> None:
+    """Write ``rows`` as CSV under the ``header`` comment lines (columns: union, in first-seen order)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="") as f:
+        f.write("\n".join(header) + "\n")
+        writer = csv.DictWriter(f, fieldnames=columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = None, batch_size: int = 8,
+              sanity_photos: int = 20, progress: bool = True) -> Path:
+    """Run the study on the first ``n_photos`` photos of ``photo_order`` and write ``out`` (CSV).
+
+    Rows are rewritten after every batch (so an interrupted run keeps its finished photos) and an
+    existing table made with the same settings is resumed. A sanity-check table is written next to it
+    (``<out stem>_sanity.csv``) for the first ``sanity_photos`` correctly classified photos.
+    """
+    from tqdm.auto import tqdm
+
+    from .model import load_model
+
+    settings = settings or StudySettings()
+    out = Path(out)
+    model = load_model()
+    order = [int(c) for c in photo_order(settings.seed)[:n_photos]]
+    rows: list[dict] = []
+    if out.exists():
+        meta, old = read_table(out)
+        if meta.get("settings_key") == settings.key():
+            rows = [{k: (int(v) if isinstance(v, float) and v.is_integer() and k in _INT_COLUMNS else v)
+                     for k, v in r.items()} for r in old if int(r["class_index"]) in order]
+    done = {int(r["class_index"]) for r in rows}
+    todo = [c for c in order if c not in done]
+    start = time.perf_counter()
+    with tqdm(total=len(order), initial=len(done), desc="photos", unit="photo", disable=not progress,
+              file=sys.stderr) as bar:
+        for b in range(0, len(todo), batch_size):
+            batch = todo[b:b + batch_size]
+            t0 = time.perf_counter()
+            new = analyse_batch(model, batch, settings)
+            per_photo = (time.perf_counter() - t0) / len(batch)
+            for row in new:
+                row["seconds"] = per_photo
+            rows += new
+            rank = {c: k for k, c in enumerate(order)}
+            rows.sort(key=lambda r: rank[int(r["class_index"])])
+            write_table(out, table_header(settings, len(rows), "per photo"), rows)
+            bar.update(len(batch))
+    elapsed = time.perf_counter() - start
+    if sanity_photos:
+        sanity_path = out.with_name(out.stem + "_sanity.csv")
+        chosen = [int(r["class_index"]) for r in rows if int(r["clean_correct"])][:sanity_photos]
+        sanity_rows = sanity_check(model, chosen, settings)
+        write_table(sanity_path, table_header(settings, len(chosen), "sanity check"), sanity_rows)
+    if progress:
+        print(f"wrote {out} ({len(rows)} photos; {len(todo)} new in {elapsed:.0f} s)", file=sys.stderr)
+    return out
+
+
+_INT_COLUMNS = {"class_index", "clean_top1", "clean_correct", "adv_top1", "fooled", "noise_top1"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``study`` sub-command's options to ``parser``."""
+    parser.add_argument("--photos", type=int, default=300,
+                        help="number of photos (classes) to analyse, in the seeded study order (max 1000)")
+    parser.add_argument("--out", default="results/study.csv", help="CSV file to write (resumed if present)")
+    parser.add_argument("--batch-size", type=int, default=8, help="photos per batch")
+    parser.add_argument("--sanity-photos", type=int, default=20,
+                        help="photos for the cascading-randomisation sanity check (0 to skip)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the study from parsed command-line arguments; return the exit status."""
+    if not 1 <= args.photos <= len(sample_photos()):
+        raise ValueError(f"--photos must be in [1, {len(sample_photos())}], got {args.photos}.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}.")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_study(args.photos, out, batch_size=args.batch_size, sanity_photos=args.sanity_photos,
+              progress=not args.quiet)
+    print(f"wrote {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Aggregation: pure functions over the table's columns (NumPy arrays in, numbers out)
+
+
+def bootstrap_ci(values: np.ndarray, statistic=np.median, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = SEED) -> tuple[float, float]:
+    """Return the percentile bootstrap interval of ``statistic`` over ``values`` (NaNs dropped, seeded)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats_ = np.array([statistic(rng.choice(values, size=len(values))) for _ in range(n_boot)])
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(stats_, tail)), float(np.percentile(stats_, 100 - tail))
+
+
+def binned(x: np.ndarray, y: np.ndarray, edges: Sequence[float]) -> list[dict[str, float]]:
+    """Return per-bin count, median and quartiles of ``y`` for ``x`` binned by ``edges`` (right-closed last)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    out = []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = k == len(edges) - 2
+        inside = (x >= lo) & ((x <= hi) if last else (x < hi)) & np.isfinite(y)
+        sel = y[inside]
+        q1, med, q3 = (np.percentile(sel, [25, 50, 75]) if len(sel) else (np.nan,) * 3)
+        out.append({"lo": float(lo), "hi": float(hi), "count": int(inside.sum()), "median": float(med),
+                    "q1": float(q1), "q3": float(q3)})
+    return out
+
+
+def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_boot: int = 2000,
+                  seed: int = SEED) -> dict:
+    """Return the cross-validated ROC AUC of a logistic regression telling adversarial from clean.
+
+    ``clean`` and ``adversarial``: (photos, features), row i of both from the same photo. Folds are split
+    by photo (a photo's clean and adversarial versions are never on both sides), features standardised
+    inside each fold. The interval is a bootstrap over photos of the out-of-fold scores (seeded).
+    Returns ``auc``, ``ci_low``, ``ci_high``, ``fpr``, ``tpr`` (ROC of the pooled out-of-fold scores).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clean, adversarial = np.asarray(clean, float), np.asarray(adversarial, float)
+    n = len(clean)
+    features = np.concatenate([clean, adversarial])
+    labels = np.concatenate([np.zeros(n), np.ones(n)])
+    groups = np.concatenate([np.arange(n), np.arange(n)])
+    scores = np.empty(2 * n)
+    order = np.random.default_rng(seed).permutation(n)  # shuffle photos before the group split
+    fold_of_photo = np.empty(n, dtype=int)
+    fold_of_photo[order] = np.arange(n) % folds
+    for train, test in GroupKFold(n_splits=folds).split(features, labels, fold_of_photo[groups]):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(features[train], labels[train])
+        scores[test] = model.predict_proba(features[test])[:, 1]
+    auc = float(roc_auc_score(labels, scores))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        photos = rng.integers(0, n, size=n)
+        idx = np.concatenate([photos, photos + n])
+        boots.append(roc_auc_score(labels[idx], scores[idx]))
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return {"auc": auc, "ci_low": float(np.percentile(boots, 2.5)),
+            "ci_high": float(np.percentile(boots, 97.5)), "fpr": fpr, "tpr": tpr}
