@@ -147,6 +147,24 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _shrink(image: Image.Image) -> Image.Image:
+    """Return a non-JPEG ``image`` box-reduced by an integer factor per axis to at most ~4 x 224 px a side.
+
+    JPEG decodes at reduced scale through ``draft``; other formats (PNG, TIFF, ...) are decoded at full
+    size, and shrinking in the image's own mode before any colour conversion keeps a 10000 x 10000 photo
+    from costing 300-400 MB per RGB copy. Palette and 16-bit images (which ``Image.reduce`` cannot
+    average) are left to ``_to_rgb``.
+    """
+    factors = tuple(max(1, side // (2 * IMAGE_SIZE)) for side in image.size)
+    if factors == (1, 1) or image.format == "JPEG":
+        return image
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        return image
+    return image.reduce(factors)
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Return the photo at ``path`` as a float32 (224, 224, 3) array in MobileNetV2's range [-1, 1].
 
@@ -175,7 +193,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale: a huge photo never occupies full memory.
                 image.draft("RGB", (2 * IMAGE_SIZE, 2 * IMAGE_SIZE))
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                image = ImageOps.exif_transpose(_shrink(image))
                 rgb = _to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"{path} is not a readable image ({str(err) or type(err).__name__}).") from None
