@@ -10,6 +10,36 @@ import os
 # TensorFlow's C++ start-up chatter would otherwise land in every notebook's stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr (fd 2) closed for the duration of the import only.
+
+    TensorFlow >= 2.20 logs through Abseil, which writes "All log messages before absl::InitializeLog()
+    ..." and the oneDNN notice (port.cc) to fd 2 while its libraries load, before ``TF_CPP_MIN_LOG_LEVEL``
+    takes effect; Jupyter kernels forward fd 2 into every notebook. Python exceptions raised by the import
+    are unaffected (they are not written to fd 2 here), and stderr is restored afterwards.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (e.g. some embedded interpreters): import normally
+        import tensorflow  # noqa: F401
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
 from .attacks import (DEFAULT_EPS, DEFAULT_EPS_PIXELS, eps_to_pixels, fgsm, fgsm_targeted,  # noqa: E402
                       iterative_fgsm_targeted, loss_gradient_sign, pixels_to_eps)
 from .compare import compare_maps, to_2d  # noqa: E402

@@ -63,8 +63,7 @@ def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str 
     if batch.ndim != 4:
         raise ValueError(f"x must be one image (H, W, 3) or a batch (N, H, W, 3), got shape {x.shape}.")
     batch = np.stack([check_image(image, input_shape(model)) for image in batch])
-    indices = [class_index] * len(batch) if np.isscalar(class_index) or isinstance(class_index, int) \
-        else list(class_index)
+    indices = [class_index] * len(batch) if np.ndim(class_index) == 0 else list(class_index)
     if len(indices) != len(batch):
         raise ValueError(f"Got {len(indices)} class indices for {len(batch)} images.")
     indices = [check_class_index(c, num_classes(model)) for c in indices]

@@ -131,7 +131,7 @@ def logits_model(model):
                          "its logits.")
     features = head.input
     logits = keras.ops.add(keras.ops.matmul(features, head.kernel), head.bias)
-    result = keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    result = keras.Model(model.input, logits, name=f"{model.name}_logits")
     _LOGIT_MODELS[model] = result
     return result
 
