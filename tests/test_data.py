@@ -1,0 +1,264 @@
+"""load_image's documented colour, orientation and resize policy, and the ImageNet sample photos."""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import xai_helpers as xh
+from xai_helpers.data import IMAGE_SIZE, deprocess, preprocess
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+def _rgb(color) -> np.ndarray:
+    """The model-range value of an 8-bit RGB colour."""
+    return np.asarray(color, np.float32) / 127.5 - 1.0
+
+
+def _is_color(region: np.ndarray, color, tol: float = 0.08) -> bool:
+    return bool(np.all(np.abs(region - _rgb(color)) <= tol))
+
+
+def _no_warnings(path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return xh.load_image(path)
+
+
+# -------------------------------------------------------------------------------------------------
+# Output contract
+# -------------------------------------------------------------------------------------------------
+
+def test_load_image_returns_float32_224_square_rgb_in_model_range(save_image, rng):
+    pixels = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    x = xh.load_image(save_image(Image.fromarray(pixels), "noise.png"))
+    assert x.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and x.dtype == np.float32
+    assert x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_load_image_maps_pixel_values_linearly_to_minus_one_plus_one(save_image):
+    x = xh.load_image(save_image(Image.new("RGB", (64, 64), (255, 0, 51)), "flat.png"))
+    np.testing.assert_allclose(x, np.broadcast_to([1.0, -1.0, 51 / 127.5 - 1], x.shape), atol=1e-6)
+
+
+def test_load_image_accepts_str_and_path(save_image):
+    path = save_image(Image.new("RGB", (40, 40), RED), "red.png")
+    np.testing.assert_array_equal(xh.load_image(str(path)), xh.load_image(Path(path)))
+
+
+def test_preprocess_and_deprocess_are_inverse_on_the_pixel_grid():
+    pixels = np.arange(256, dtype=np.float32)
+    x = preprocess(pixels)
+    assert x[0] == -1.0 and x[-1] == 1.0
+    np.testing.assert_allclose(deprocess(x) * 255, pixels, atol=1e-4)
+
+
+def test_deprocess_clips_to_displayable_range():
+    np.testing.assert_array_equal(deprocess(np.array([-1.5, 0.0, 1.5])), [0.0, 0.5, 1.0])
+
+
+# -------------------------------------------------------------------------------------------------
+# Resize policy: the whole photo, squeezed to 224 x 224, never cropped
+# -------------------------------------------------------------------------------------------------
+
+def _quarters(width: int, height: int, horizontal: bool = True) -> Image.Image:
+    """First quarter red, last quarter green, middle blue (along the width or the height)."""
+    image = Image.new("RGB", (width, height), BLUE)
+    if horizontal:
+        image.paste(RED, (0, 0, width // 4, height))
+        image.paste(GREEN, (3 * width // 4, 0, width, height))
+    else:
+        image.paste(RED, (0, 0, width, height // 4))
+        image.paste(GREEN, (0, 3 * height // 4, width, height))
+    return image
+
+
+def test_wide_image_is_resized_whole_not_cropped(save_image):
+    x = xh.load_image(save_image(_quarters(448, 224), "wide.png"))
+    assert _is_color(x[:, :54], RED)  # the left quarter of 448 px -> the left 56 of 224 columns
+    assert _is_color(x[:, 58:166], BLUE)
+    assert _is_color(x[:, 170:], GREEN)  # the right edge survives: no centre crop
+
+
+def test_tall_image_is_resized_whole_not_cropped(save_image):
+    x = xh.load_image(save_image(_quarters(224, 448, horizontal=False), "tall.png"))
+    assert _is_color(x[:54], RED)
+    assert _is_color(x[58:166], BLUE)
+    assert _is_color(x[170:], GREEN)
+
+
+def test_small_image_is_upscaled_to_224(save_image):
+    x = xh.load_image(save_image(_quarters(64, 32), "small.png"))
+    assert x.shape == (224, 224, 3)
+    assert _is_color(x[:, :50], RED) and _is_color(x[:, 174:], GREEN)
+
+
+def test_large_jpeg_decoded_in_draft_mode_matches_full_resolution_resize(save_image, rng):
+    # A smooth 2000 x 1000 photo-like image: JPEG draft decoding (1/2 scale here) must not change what
+    # the model sees beyond JPEG noise.
+    rows, cols = np.mgrid[:1000, :2000]
+    pixels = np.stack([cols * 255 / 1999, rows * 255 / 999, 128 + 100 * np.sin(cols / 150.0)], -1)
+    image = Image.fromarray(pixels.astype(np.uint8))
+    from_jpeg = xh.load_image(save_image(image, "big.jpg", quality=95))
+    from_png = xh.load_image(save_image(image, "big.png"))
+    assert np.abs(from_jpeg - from_png).mean() < 0.02
+
+
+# -------------------------------------------------------------------------------------------------
+# Colour modes
+# -------------------------------------------------------------------------------------------------
+
+def test_grayscale_image_becomes_three_equal_channels(save_image):
+    gray = Image.fromarray(np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1)), mode="L")
+    x = _no_warnings(save_image(gray, "gray.png"))
+    np.testing.assert_array_equal(x[..., 0], x[..., 1])
+    np.testing.assert_array_equal(x[..., 0], x[..., 2])
+    assert x[:, 0].mean() < -0.95 and x[:, -1].mean() > 0.95
+
+
+def test_palette_image_uses_its_palette_colours(save_image):
+    image = Image.new("P", (64, 64), 0)
+    image.putpalette([255, 0, 0, 0, 255, 0] + [0, 0, 0] * 254)
+    image.paste(1, (32, 0, 64, 64))
+    x = _no_warnings(save_image(image, "palette.png"))
+    assert _is_color(x[:, :100], RED, tol=1e-6)
+    assert _is_color(x[:, 124:], GREEN, tol=1e-6)
+
+
+def test_palette_transparency_is_composited_over_white_with_warning(save_image):
+    image = Image.new("P", (64, 64), 0)
+    image.putpalette([255, 0, 0, 0, 255, 0] + [0, 0, 0] * 254)
+    image.paste(1, (32, 0, 64, 64))
+    path = save_image(image, "palette_transparent.png", transparency=1)
+    with pytest.warns(UserWarning, match="transparent"):
+        x = xh.load_image(path)
+    assert _is_color(x[:, :100], RED, tol=1e-6)
+    assert _is_color(x[:, 124:], WHITE, tol=1e-6)
+
+
+def test_opaque_rgba_loads_without_warning_like_rgb(save_image):
+    rgb = _quarters(64, 64)
+    rgba = rgb.copy()
+    rgba.putalpha(255)
+    np.testing.assert_array_equal(_no_warnings(save_image(rgba, "opaque.png")),
+                                  xh.load_image(save_image(rgb, "rgb.png")))
+
+
+def test_transparent_rgba_is_composited_over_white_with_warning(save_image):
+    rgba = Image.new("RGBA", (64, 64), (255, 0, 0, 255))
+    rgba.paste((0, 0, 255, 0), (0, 32, 64, 64))  # bottom half: fully transparent blue
+    with pytest.warns(UserWarning, match="transparent"):
+        x = xh.load_image(save_image(rgba, "transparent.png"))
+    assert _is_color(x[:100], RED, tol=1e-6)
+    assert _is_color(x[124:], WHITE, tol=1e-6)
+
+
+def test_half_transparent_pixels_are_blended_with_white(save_image):
+    rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 128))
+    with pytest.warns(UserWarning):
+        x = xh.load_image(save_image(rgba, "half.png"))
+    np.testing.assert_allclose(x, 127 / 127.5 - 1, atol=1 / 127.5)
+
+
+def test_grayscale_with_alpha_loads_as_gray(save_image):
+    la = Image.new("LA", (64, 64), (200, 255))
+    x = _no_warnings(save_image(la, "la.png"))
+    np.testing.assert_allclose(x, 200 / 127.5 - 1, atol=1e-6)
+
+
+def test_16_bit_grayscale_is_scaled_to_full_range_not_clipped(save_image):
+    samples = np.zeros((64, 96), np.uint16)
+    samples[:, 32:64] = 32896  # 128.5 / 255 of full scale -> 8-bit 128 -> ~0.0 (clipping would give +1)
+    samples[:, 64:] = 65535
+    image = Image.fromarray(samples)
+    assert image.mode == "I;16"
+    path = save_image(image, "deep.png")
+    with Image.open(path) as reopened:
+        assert reopened.mode.startswith("I")
+    x = _no_warnings(path)
+    np.testing.assert_allclose(x[:, :60], -1.0, atol=1e-6)
+    np.testing.assert_allclose(x[:, 88:136], 128 / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(x[:, 164:], 1.0, atol=1e-6)
+
+
+def test_cmyk_jpeg_is_converted_to_rgb(save_image):
+    cmyk = Image.new("CMYK", (64, 64), (255, 0, 0, 0))  # pure cyan
+    cmyk.paste((0, 0, 255, 0), (32, 0, 64, 64))  # pure yellow
+    path = save_image(cmyk, "cmyk.jpg", quality=95)
+    with Image.open(path) as reopened:
+        assert reopened.mode == "CMYK"
+    x = _no_warnings(path)
+    assert _is_color(x[:, :100], (0, 255, 255))
+    assert _is_color(x[:, 124:], (255, 255, 0))
+
+
+def test_float_image_is_rejected_with_a_sentence(save_image, one_sentence):
+    image = Image.fromarray(np.ones((64, 64), np.float32))
+    assert image.mode == "F"
+    with pytest.raises(ValueError) as excinfo:
+        xh.load_image(save_image(image, "float.tif"))
+    one_sentence(excinfo, "Floating-point")
+
+
+# -------------------------------------------------------------------------------------------------
+# EXIF orientation: the photo is analysed the way it is displayed
+# -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("orientation,red_side", [(1, "left"), (3, "right"), (6, "top"), (8, "bottom")])
+def test_exif_orientation_is_applied(save_image, orientation, red_side):
+    image = Image.new("RGB", (128, 64), BLUE)
+    image.paste(RED, (0, 0, 64, 64))  # stored: left half red, right half blue
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    x = xh.load_image(save_image(image, f"exif{orientation}.jpg", exif=exif, quality=95))
+    halves = {"left": (x[:, :100], x[:, 124:]), "right": (x[:, 124:], x[:, :100]),
+              "top": (x[:100], x[124:]), "bottom": (x[124:], x[:100])}
+    red, blue = halves[red_side]
+    assert _is_color(red, RED, tol=0.1), red_side
+    assert _is_color(blue, BLUE, tol=0.1), red_side
+
+
+# -------------------------------------------------------------------------------------------------
+# The ImageNet sample photos
+# -------------------------------------------------------------------------------------------------
+
+def test_sample_photos_cover_the_1000_classes_in_wnid_order():
+    photos = xh.sample_photos()
+    assert len(photos) == 1000
+    assert [p.class_index for p in photos] == list(range(1000))
+    wnids = [p.wnid for p in photos]
+    assert wnids == sorted(wnids) and len(set(wnids)) == 1000
+    assert all(len(p.sha256) == 64 for p in photos)
+
+
+def test_sample_photo_indices_agree_with_keras_class_labels():
+    labels = xh.class_labels()
+    assert len(labels) == 1000
+    assert [p.wnid for p in xh.sample_photos()] == [wnid for wnid, _ in labels]
+    assert labels[41] == ("n01685808", "whiptail")
+
+
+def test_sample_image_finds_the_same_photo_by_name_wnid_and_index():
+    by_name = xh.sample_image("whiptail")
+    assert xh.sample_image("n01685808") == by_name
+    assert xh.sample_image(41) == by_name
+    assert xh.sample_image(np.int64(41)) == by_name
+    assert Path(by_name).name == "n01685808_whiptail.JPEG"
+
+
+def test_sample_image_name_matching_ignores_case_spaces_and_underscores():
+    path = xh.sample_image("great_white_shark")
+    assert xh.sample_image("Great White Shark") == path
+    assert xh.sample_image("  great-white shark ") == path
+
+
+def test_sample_image_returns_the_hash_checked_file():
+    path = Path(xh.sample_image("whiptail"))
+    photo = xh.sample_photos()[41]
+    assert path.is_file()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == photo.sha256
