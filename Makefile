@@ -23,9 +23,10 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
-# Regenerate the paired .ipynb files from the .md chapters (the .md files are the source of truth).
+# Regenerate the paired .ipynb files from the .md chapters (the .md files are the source of truth);
+# --update keeps the cell ids of an existing notebook, so that an edit shows as a small diff.
 sync: $(STAMP)
-	$(BIN)/jupytext --sync book/*.md
+	$(BIN)/jupytext --update --to ipynb book/*.md
 
 clean:
 	rm -rf _build

@@ -1,7 +1,7 @@
 """The book's chapters are MyST markdown notebooks (book/X.md, the source of truth) paired with a committed
 book/X.ipynb without outputs, which nbmake executes. These tests keep each pair in sync.
 
-Regenerate a pair with ``jupytext --to ipynb book/X.md`` (or ``make sync``).
+Regenerate a pair with ``jupytext --update --to ipynb book/X.md`` (or ``make sync`` for all).
 """
 from __future__ import annotations
 
@@ -37,11 +37,12 @@ def _cells(notebook) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_has_a_paired_ipynb_with_the_same_cells(chapter):
     paired = chapter.with_suffix(".ipynb")
-    assert paired.is_file(), f"{paired.name} is missing; run: jupytext --to ipynb book/{chapter.name}"
+    assert paired.is_file(), (f"{paired.name} is missing; "
+                              f"run: jupytext --update --to ipynb book/{chapter.name}")
     from_md = _cells(jupytext.read(chapter))
     from_ipynb = _cells(jupytext.read(paired))
     assert from_ipynb == from_md, (f"{paired.name} is out of date with {chapter.name}; "
-                                   f"run: jupytext --to ipynb book/{chapter.name}")
+                                   f"run: jupytext --update --to ipynb book/{chapter.name}")
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])

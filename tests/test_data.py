@@ -51,6 +51,16 @@ def test_load_image_accepts_str_and_path(save_image):
     np.testing.assert_array_equal(xh.load_image(str(path)), xh.load_image(Path(path)))
 
 
+@pytest.mark.parametrize("suffix, options", [(".webp", {"lossless": True}), (".bmp", {}), (".tiff", {}),
+                                             (".ppm", {})])
+def test_lossless_formats_load_exactly_like_png(save_image, rng, suffix, options):
+    # A user's photo may come in any format Pillow reads; a lossless one must give the PNG's array bit
+    # for bit (same decoder output, same colour and resize policy).
+    image = Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    reference = xh.load_image(save_image(image, "reference.png"))
+    np.testing.assert_array_equal(xh.load_image(save_image(image, f"photo{suffix}", **options)), reference)
+
+
 def test_preprocess_and_deprocess_are_inverse_on_the_pixel_grid():
     pixels = np.arange(256, dtype=np.float32)
     x = preprocess(pixels)

@@ -84,6 +84,17 @@ def test_table_round_trip_keeps_header_numbers_and_missing_cells(tmp_path):
     assert np.isnan(back[1]["value"])
 
 
+def test_table_header_records_provenance_and_extra_settings(tmp_path):
+    settings = study.StudySettings()
+    header = study.table_header(settings, 7, "sanity check", {"sanity_ig_steps": 16})
+    path = tmp_path / "s.csv"
+    study.write_table(path, header, [{"class_index": 1}])
+    meta, _ = study.read_table(path)
+    assert meta["photos"] == "7" and meta["settings_key"] == settings.key()
+    assert meta["weights_sha256"] == xh.weights_fingerprint()["sha256"]
+    assert meta["sanity_ig_steps"] == "16"
+
+
 def test_settings_key_changes_with_any_setting():
     assert study.StudySettings().key() == study.StudySettings().key()
     assert study.StudySettings().key() != study.StudySettings(ig_steps=16).key()

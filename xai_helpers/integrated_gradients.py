@@ -29,8 +29,10 @@ The path function of MobileNetV2 is not smooth (ReLU6 kinks, "shattered" gradien
 converges smoothly and the error jumps around below ~100 evaluations. A non-uniform schedule that
 placed nodes where F changes fastest (found with 32-64 forward probes) was tried and did *not* beat the
 uniform rules (1%-30% error at 16-48 evaluations), so it is not offered. Hence the defaults
-``method="trapezoid", steps=128``: the only setting measured under 1% for both targets with margin;
-the assignment's right-Riemann sum with 50 steps misses 1% on both.
+``method="trapezoid", steps=128``: under 1% for both targets on the whiptail with the most margin
+(Gauss-Legendre at 128 is under 1% too, but closer to it, and converges no faster on other photos);
+the assignment's right-Riemann sum with 50 steps misses 1% on both. On other photos 128 evaluations can
+leave several percent (``benchmarks/README.md``): every result carries its ``delta``.
 
 All path points are evaluated batched inside one compiled ``tf.function`` (a ``tf.while_loop`` over
 chunks of ``batch_size`` points, so memory stays bounded) that is traced once per model and target.
@@ -182,7 +184,11 @@ def integrated_gradients_batch(model, xs: np.ndarray, class_indices, target: str
                                baseline: str | np.ndarray = "black", steps: int = DEFAULT_STEPS,
                                method: str = DEFAULT_METHOD,
                                batch_size: int = DEFAULT_BATCH_SIZE) -> list[IGResult]:
-    """Return ``integrated_gradients`` of several images (N, H, W, C), one class each, in one compiled call."""
+    """Return ``integrated_gradients`` of several images (N, H, W, C), one class each, in one compiled call.
+
+    Each compiled chunk holds ``max(batch_size // N, 1)`` path points per image, so a chunk never exceeds
+    ``batch_size`` points unless N itself does: pass at most ``batch_size`` images to bound memory.
+    """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     xs = np.stack([check_image(x, input_shape(model)) for x in np.asarray(xs)])

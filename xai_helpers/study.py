@@ -253,9 +253,18 @@ SANITY_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+#: IG steps of the sanity check: the map only needs to be compared with itself before and after
+#: randomisation, so half the study's steps do (recorded in the sanity table's header).
+SANITY_IG_STEPS = 16
+
+
 def sanity_check(model, class_indices: Sequence[int], settings: StudySettings,
-                 ig_steps: int = 16) -> list[dict]:
-    """Return rows (photo, stage, Spearman of the randomised map vs the original) for Grad-CAM and IG."""
+                 ig_steps: int = SANITY_IG_STEPS) -> list[dict]:
+    """Return rows (photo, stage, Spearman of the randomised map vs the original) for Grad-CAM and IG.
+
+    A randomised map that is constant (e.g. Grad-CAM with no positive evidence left) has no rank
+    correlation: its row holds NaN, which the reader must count as "changed", not drop.
+    """
     xs = np.stack([load_image(sample_image(int(c))) for c in class_indices])
     classes = [int(c) for c in class_indices]
     ig_kw = dict(baseline=settings.ig_baseline, steps=ig_steps, method=settings.ig_method)
@@ -281,15 +290,19 @@ def sanity_check(model, class_indices: Sequence[int], settings: StudySettings,
 # Reading and writing result tables
 
 
-def table_header(settings: StudySettings, n_photos: int, kind: str) -> list[str]:
-    """Return the '# key: value' lines that open a result CSV (provenance of its numbers)."""
+def table_header(settings: StudySettings, n_photos: int, kind: str,
+                 extra: dict[str, object] | None = None) -> list[str]:
+    """Return the '# key: value' lines that open a result CSV (provenance of its numbers).
+
+    ``extra`` adds settings particular to one table (e.g. the sanity check's IG steps).
+    """
     from . import __version__
 
     fp = weights_fingerprint()
     return [f"# xai_helpers study table ({kind})", f"# photos: {n_photos}",
             f"# weights_sha256: {fp['sha256']}", f"# weights_source: {fp['source']}",
             f"# xai_helpers_version: {__version__}", f"# settings_key: {settings.key()}",
-            f"# settings: {asdict(settings)}"]
+            f"# settings: {asdict(settings)}"] + [f"# {k}: {v}" for k, v in (extra or {}).items()]
 
 
 def read_table(path: str | Path) -> tuple[dict[str, str], list[dict[str, float | str]]]:
@@ -373,7 +386,8 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
         sanity_path = out.with_name(out.stem + "_sanity.csv")
         chosen = [int(r["class_index"]) for r in rows if int(r["clean_correct"])][:sanity_photos]
         sanity_rows = sanity_check(model, chosen, settings)
-        write_table(sanity_path, table_header(settings, len(chosen), "sanity check"), sanity_rows)
+        write_table(sanity_path, table_header(settings, len(chosen), "sanity check",
+                                              {"sanity_ig_steps": SANITY_IG_STEPS}), sanity_rows)
     if progress:
         print(f"wrote {out} ({len(rows)} photos; {len(todo)} new in {elapsed:.0f} s)", file=sys.stderr)
     return out
