@@ -196,6 +196,7 @@ def resolve_class(text: str) -> int:
     'Komodo_dragon'). Raises ``ValueError`` (one sentence, with close matches) for an unknown or
     ambiguous name ('crane' is both a bird and a machine: give its WNID or index).
     """
+    from .data import normalise_class_name
     from .model import class_labels
 
     labels = class_labels()
@@ -210,8 +211,8 @@ def resolve_class(text: str) -> int:
         if not hits:
             raise ValueError(f"--target-class: no ImageNet class has the WNID {text}.")
         return hits[0]
-    key = _normalise(text)
-    names = [_normalise(name) for _, name in labels]
+    key = normalise_class_name(text)
+    names = [normalise_class_name(name) for _, name in labels]
     hits = [i for i, name in enumerate(names) if name == key]
     if len(hits) > 1:
         raise ValueError(f"--target-class {text!r} is ambiguous in ImageNet: give one of the indices "
@@ -222,10 +223,6 @@ def resolve_class(text: str) -> int:
             " (use a Keras ImageNet class name such as 'Komodo_dragon', a WNID or an index 0-999)."
         raise ValueError(f"--target-class: no ImageNet class is named {text!r}{hint}")
     return hits[0]
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
 
 
 def _check_explain_args(args: argparse.Namespace) -> tuple[float, Path, Path | None]:

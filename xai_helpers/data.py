@@ -88,7 +88,11 @@ def sample_photos() -> tuple[SamplePhoto, ...]:
     return tuple(photos)
 
 
-def _normalise_name(name: str) -> str:
+def normalise_class_name(name: str) -> str:
+    """Return a class name for matching: lower case, with spaces, '_' and '-' alike.
+
+    So "Komodo_dragon", "komodo dragon" and "Komodo-Dragon" all match.
+    """
     return re.sub(r"[\s_\-]+", " ", name.strip().lower())
 
 
@@ -104,7 +108,7 @@ def find_sample_photo(name: str | int) -> SamplePhoto:
     if re.fullmatch(r"n\d{8}", name.strip()):
         hits = [p for p in photos if p.wnid == name.strip()]
     else:
-        hits = [p for p in photos if _normalise_name(p.name) == _normalise_name(name)]
+        hits = [p for p in photos if normalise_class_name(p.name) == normalise_class_name(name)]
     if not hits:
         raise ValueError(f"No ImageNet class is named {name!r}; use a Keras class name such as "
                          f"'whiptail' or a WNID such as 'n01685808'.")
