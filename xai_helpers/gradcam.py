@@ -34,21 +34,44 @@ DEFAULT_LAYER = "out_relu"
 _GRADCAMS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+#: What y^c can be: the logit (the paper's choice), the softmax probability, or the logit margin
+#: z_c - z_k against a contrast class k (what decides c against k).
+TARGETS = ("logits", "softmax", "margin")
+
+
+class MarginScore:
+    """tf-keras-vis score ``z_c - z_k`` per image: the logit of class c minus that of contrast class k."""
+
+    def __init__(self, class_indices: Sequence[int], contrast_indices: Sequence[int]):
+        self.class_indices = list(class_indices)
+        self.contrast_indices = list(contrast_indices)
+
+    def __call__(self, output):
+        import tensorflow as tf
+
+        rows = tf.range(tf.shape(output)[0])
+        pick = lambda cols: tf.gather_nd(output, tf.stack([rows, tf.constant(cols, tf.int32)], axis=1))
+        return pick(self.class_indices) - pick(self.contrast_indices)
+
+
 def _explainer(model, target: str) -> Gradcam:
     """Return a cached tf-keras-vis ``Gradcam`` for ``model`` and ``target`` (cloning a model is slow)."""
     per_model = _GRADCAMS.setdefault(model, {})
+    if target == "margin":  # the margin is a score on the logits: the same explainer
+        target = "logits"
     if target not in per_model:
         if target == "logits":
             per_model[target] = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
         elif target == "softmax":
             per_model[target] = Gradcam(model, model_modifier=None, clone=False)
         else:
-            raise ValueError(f"target must be 'logits' or 'softmax', got {target!r}.")
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
     return per_model[target]
 
 
 def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str = "logits",
-            layer: str = DEFAULT_LAYER, normalize: bool = True) -> np.ndarray:
+            layer: str = DEFAULT_LAYER, normalize: bool = True,
+            contrast_class: int | Sequence[int] | None = None) -> np.ndarray:
     """Return the Grad-CAM map ``L^c`` of ``class_index`` for one image (H, W) or a batch (N, H, W).
 
     ``x``: (224, 224, 3) or (N, 224, 224, 3) in [-1, 1]; ``class_index``: one int, or one per image.
@@ -56,6 +79,8 @@ def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str 
     "no positive evidence" (not min-max stretched). With ``normalize=False`` the raw map is returned,
     in units of score x activation, so logit and softmax maps can be compared in size. A map that is
     zero everywhere (no positive evidence) comes back as zeros with a ``RuntimeWarning``, never NaN.
+    ``target="margin"`` explains ``y = z_c - z_k`` with ``contrast_class`` k (one int, or one per image):
+    the evidence for c *against* k, the score whose sign the attack flips.
     """
     x = np.asarray(x)
     single = x.ndim == 3
@@ -67,8 +92,21 @@ def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str 
     if len(indices) != len(batch):
         raise ValueError(f"Got {len(indices)} class indices for {len(batch)} images.")
     indices = [check_class_index(c, num_classes(model)) for c in indices]
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
+    if (target == "margin") != (contrast_class is not None):
+        raise ValueError("contrast_class must be given exactly when target is 'margin'.")
+    score = CategoricalScore(indices)
+    if target == "margin":
+        contrast = [contrast_class] * len(batch) if np.ndim(contrast_class) == 0 else list(contrast_class)
+        if len(contrast) != len(batch):
+            raise ValueError(f"Got {len(contrast)} contrast classes for {len(batch)} images.")
+        contrast = [check_class_index(k, num_classes(model), "contrast_class") for k in contrast]
+        if any(c == k for c, k in zip(indices, contrast)):
+            raise ValueError("contrast_class must differ from class_index (their margin is always 0).")
+        score = MarginScore(indices, contrast)
     explainer = _explainer(model, target)
-    cams = explainer(CategoricalScore(indices), batch, penultimate_layer=layer,
+    cams = explainer(score, batch, penultimate_layer=layer,
                      seek_penultimate_conv_layer=False, normalize_cam=False)
     cams = np.maximum(np.asarray(cams, dtype=np.float32), 0.0)  # bilinear zoom can undershoot by ~1e-9
     if normalize:
