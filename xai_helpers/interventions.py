@@ -162,7 +162,7 @@ def signed_map(attributions: np.ndarray) -> np.ndarray:
     return attributions.sum(axis=-1)
 
 
-def random_masks(shape: tuple[int, int], fraction: float, n: int, seed: int = SEED) -> np.ndarray:
+def random_masks(shape: tuple[int, int], fraction: float, n: int, seed: int | Sequence[int] = SEED) -> np.ndarray:
     """Return ``n`` seeded random boolean pixel masks (n, H, W), each with ``round(fraction * H * W)`` pixels."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")

@@ -32,10 +32,11 @@ import numpy as np
 from scipy import ndimage
 
 from .attacks import loss_gradient_signs, pixels_to_eps
-from .compare import compare_maps, to_2d
+from .compare import compare_maps, to_2d, top_mask
 from .data import load_image, sample_image, sample_photos
 from .gradcam import gradcam
-from .integrated_gradients import integrated_gradients_batch
+from .integrated_gradients import adaptive_integrated_gradients_batch, integrated_gradients_batch
+from .interventions import effect_shares, random_masks, signed_map
 from .model import probabilities, weights_fingerprint
 
 EPS_GRID_PIXELS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -49,6 +50,8 @@ STUDY_IG_METHOD = "trapezoid"
 DELETION_STEPS = 10
 DELETION_BLUR_SIGMA = 10.0
 SEED = 0
+#: Random masks per fooled photo for the chance level of "share of the attack kept by a map's top pixels".
+INTERVENTION_RANDOM_MASKS = 8
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class StudySettings:
     deletion_blur_sigma: float = DELETION_BLUR_SIGMA
     top_fraction: float = 0.10
     seed: int = SEED
+    #: Random pixel masks per fooled photo, the chance level of the intervention columns.
+    intervention_random_masks: int = INTERVENTION_RANDOM_MASKS
     extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
@@ -222,6 +227,58 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
                                        settings.deletion_steps + 1)
     for (i, name), curve in zip(curve_names, curves):
         rows[i][f"{name}_auc"] = curve_auc(curve)
+    maps = {"gc": {"clean": gc_logit[:n], "advadv": gc_logit[n:2 * n], "advtrue": gc_logit[2 * n:3 * n]},
+            "ig": {"clean": ig_soft_2d[:n], "advadv": ig_soft_2d[n:2 * n], "advtrue": ig_soft_2d[2 * n:3 * n]}}
+    _intervention_columns(model, xs, adv, rows, truth, adv_cls, maps, settings)
+
+
+def _intervention_columns(model, xs: np.ndarray, adv: np.ndarray, rows: list[dict], truth: Sequence[int],
+                          adv_cls: Sequence[int], maps: dict, settings: StudySettings) -> None:
+    """Add the causal columns (``xai_helpers.interventions``) to the rows of the fooled photos.
+
+    Per fooled photo, with m = z_true - z_adv the margin the attack flips:
+
+    * ``{gc,ig}_cleanadv_{top_iou,spearman,com_shift_px}``: the control map (clean image explained for the
+      adversarial class: the class changed, the image not) compared with the clean image's true-class map;
+    * ``kept_{map}``: the share of the attack's change of m kept when the perturbation stays only on the
+      map's top ``top_fraction`` pixels, for each map and for ``kept_random_median`` (median of
+      ``intervention_random_masks`` seeded random pixel sets of the same size);
+    * ``attack_logit_top_share``: the share of the true logit's drop carried by the top pixels of the attack
+      attribution (IG from the clean to the adversarial image, refined to 1% completeness; its error and
+      cost in ``attack_logit_reldelta`` and ``attack_logit_steps``), and ``kept_attack`` for its top pixels.
+    """
+    fooled = [i for i in range(len(xs)) if adv_cls[i] != truth[i]]
+    if not fooled:
+        return
+    ig_kw = dict(baseline=settings.ig_baseline, steps=settings.ig_steps, method=settings.ig_method)
+    classes = [adv_cls[i] for i in fooled]
+    gc_control = gradcam(model, xs[fooled], classes, target="logits")
+    ig_control = [to_2d(r.attributions) for r in
+                  integrated_gradients_batch(model, xs[fooled], classes, target="softmax", **ig_kw)]
+    attributions = adaptive_integrated_gradients_batch(model, adv[fooled], [truth[i] for i in fooled],
+                                                       target="logits", baseline=xs[fooled])
+    fraction = settings.top_fraction
+    for j, i in enumerate(fooled):
+        row = rows[i]
+        for method, control in (("gc", gc_control[j]), ("ig", ig_control[j])):
+            for metric, value in compare_maps(maps[method]["clean"][i], control, fraction).items():
+                row[f"{method}_cleanadv_{metric}"] = value
+        attribution = signed_map(attributions[j].attributions)
+        drop = attribution.sum()
+        toward_attack = np.sign(drop) * attribution
+        row.update({"attack_logit_change": attributions[j].f_x - attributions[j].f_baseline,
+                    "attack_logit_top_share": float(attribution[top_mask(toward_attack, fraction)].sum() / drop),
+                    "attack_logit_reldelta": attributions[j].relative_delta,
+                    "attack_logit_steps": attributions[j].steps})
+        ranked = {f"{method}_{kind}": maps[method][kind][i] for method in ("gc", "ig")
+                  for kind in ("clean", "advadv", "advtrue")}
+        ranked.update({"gc_cleanadv": gc_control[j], "ig_cleanadv": ig_control[j], "attack": toward_attack})
+        masks = np.concatenate([np.stack([top_mask(m, fraction) for m in ranked.values()]),
+                                random_masks(xs[i].shape[:2], fraction, settings.intervention_random_masks,
+                                             seed=[settings.seed, truth[i]])])
+        shares = effect_shares(model, xs[i], adv[i], masks, truth[i], contrast_class=adv_cls[i])
+        row.update({f"kept_{name}": float(share) for name, share in zip(ranked, shares)})
+        row["kept_random_median"] = float(np.median(shares[len(ranked):]))
 
 
 def randomize_top_layers(model, layer_names: Iterable[str], seed: int = SEED):
