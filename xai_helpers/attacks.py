@@ -128,6 +128,56 @@ def iterative_fgsm_targeted(model, x: np.ndarray, target: int, eps: float = DEFA
     return adv
 
 
+#: PGD defaults (Madry et al. 2018): 10 steps of eps/4 from a uniform random start in the eps-ball.
+PGD_STEPS = 10
+PGD_STEP_FRACTION = 0.25
+
+
+def pgd(model, x: np.ndarray, label: int | None = None, eps: float = DEFAULT_EPS, steps: int = PGD_STEPS,
+        step_size: float | None = None, random_start: bool = True, seed: int = 0) -> np.ndarray:
+    """Return the untargeted L-infinity PGD image (projected gradient descent on the negative loss).
+
+    Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning Models Resistant to Adversarial
+    Attacks", ICLR 2018, eq. (2)::
+
+        adv_0     = x + U(-eps, eps)                                   (random start, seeded)
+        adv_{t+1} = Clip_[-1,1]( Proj_{||. - x||_inf <= eps}( adv_t + a sign(grad_x J(theta, adv_t, y)) ) )
+
+    with ``a = step_size`` (default ``eps / 4``) and ``steps`` iterations (default 10, so the budget can be
+    crossed 2.5 times). ``J`` is the cross-entropy against ``label`` (default: the model's top-1 on ``x``).
+    Units as in ``fgsm``; ``steps`` gradients are computed. FGSM is PGD with one step of size eps and no
+    random start.
+    """
+    x = check_image(x, input_shape(model))
+    return pgd_batch(model, x[None], [_resolve_label(model, x, label)], eps, steps, step_size, random_start,
+                     [seed])[0]
+
+
+def pgd_batch(model, xs: np.ndarray, labels, eps: float = DEFAULT_EPS, steps: int = PGD_STEPS,
+              step_size: float | None = None, random_start: bool = True, seeds=None) -> np.ndarray:
+    """Return ``pgd`` of a batch (N, H, W, C) with one label and one seed per image (batched gradients).
+
+    ``seeds`` defaults to ``0..N-1``; each image's random start depends only on its own seed, so a row of
+    the study does not depend on which batch it was computed in.
+    """
+    eps = check_eps(eps)
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    step = PGD_STEP_FRACTION * eps if step_size is None else check_eps(step_size, "step_size")
+    xs = np.stack([check_image(x, input_shape(model)) for x in np.asarray(xs)])
+    seeds = list(range(len(xs))) if seeds is None else list(seeds)
+    if len(seeds) != len(xs):
+        raise ValueError(f"Got {len(seeds)} seeds for {len(xs)} images.")
+    adv = xs.copy()
+    if random_start:
+        noise = np.stack([np.random.default_rng([int(s), 7]).uniform(-eps, eps, x.shape) for s, x in zip(seeds, xs)])
+        adv = np.clip(xs + noise, -1.0, 1.0).astype(np.float32)
+    for _ in range(steps):
+        adv = np.clip(adv + step * loss_gradient_signs(model, adv, labels), xs - eps, xs + eps)
+        adv = np.clip(adv, -1.0, 1.0).astype(np.float32)
+    return adv
+
+
 def _resolve_label(model, x: np.ndarray, label: int | None) -> int:
     if label is None:
         return int(np.argmax(probabilities(model, x)))

@@ -1,0 +1,64 @@
+"""Projected gradient descent (Madry et al. 2018): bounds, seeding, FGSM as a special case, strength."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xai_helpers as xh
+from xai_helpers.attacks import pgd, pgd_batch
+from xai_helpers.model import probabilities
+
+EPS = 0.05
+
+
+def test_pgd_stays_in_the_eps_ball_and_the_input_range(linear, linear_x):
+    adv = pgd(linear.model, linear_x, 1, EPS, steps=7)
+    assert np.abs(adv - linear_x).max() <= EPS + 1e-6
+    assert adv.min() >= -1.0 and adv.max() <= 1.0
+    edge = np.full_like(linear_x, 0.99)
+    assert pgd(linear.model, edge, 1, EPS).max() <= 1.0
+
+
+def test_pgd_is_seeded(linear, linear_x):
+    first = pgd(linear.model, linear_x, 1, EPS, seed=3)
+    np.testing.assert_array_equal(first, pgd(linear.model, linear_x, 1, EPS, seed=3))
+    assert not np.array_equal(first, pgd(linear.model, linear_x, 1, EPS, seed=4, steps=1))
+
+
+def test_one_pgd_step_of_size_eps_without_random_start_is_fgsm(linear, linear_x):
+    adv = pgd(linear.model, linear_x, 2, EPS, steps=1, step_size=EPS, random_start=False)
+    np.testing.assert_array_equal(adv, xh.fgsm(linear.model, linear_x, 2, EPS))
+
+
+def test_a_photo_gets_the_same_pgd_image_alone_or_in_a_batch(linear, rng):
+    xs = rng.uniform(-0.9, 0.9, (3, 8, 8, 3)).astype(np.float32)
+    batch = pgd_batch(linear.model, xs, [0, 1, 2], EPS, seeds=[5, 6, 7])
+    np.testing.assert_allclose(batch[1], pgd(linear.model, xs[1], 1, EPS, seed=6), atol=1e-7)
+
+
+def test_pgd_raises_the_loss_more_than_fgsm_on_a_linear_model(linear, linear_x):
+    def loss(x):
+        return -np.log(linear.probs(x)[1])
+    assert loss(pgd(linear.model, linear_x, 1, EPS)) >= loss(xh.fgsm(linear.model, linear_x, 1, EPS)) - 1e-6
+
+
+def test_pgd_removes_the_whiptail_at_least_as_well_as_fgsm(mobilenet, whiptail):
+    eps = xh.pixels_to_eps(0.5)
+    p_fgsm = probabilities(mobilenet, xh.fgsm(mobilenet, whiptail, 41, eps))[41]
+    p_pgd = probabilities(mobilenet, pgd(mobilenet, whiptail, 41, eps))[41]
+    assert p_pgd <= p_fgsm
+
+
+@pytest.mark.parametrize("kwargs, words", [(dict(steps=0), "steps"), (dict(eps=2.0), "eps"),
+                                           (dict(step_size=-0.1), "step_size")])
+def test_pgd_rejects_bad_settings(linear, linear_x, kwargs, words, one_sentence):
+    with pytest.raises(ValueError) as excinfo:
+        pgd(linear.model, linear_x, 1, **{"eps": EPS, **kwargs})
+    one_sentence(excinfo, words)
+
+
+def test_pgd_batch_needs_one_seed_per_image(linear, rng, one_sentence):
+    xs = rng.uniform(-0.9, 0.9, (2, 8, 8, 3)).astype(np.float32)
+    with pytest.raises(ValueError) as excinfo:
+        pgd_batch(linear.model, xs, [0, 1], EPS, seeds=[1])
+    one_sentence(excinfo, "seeds")
