@@ -24,12 +24,11 @@ import hashlib
 import io
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .attacks import loss_gradient_signs, pixels_to_eps
 from .compare import compare_maps, to_2d, top_mask
@@ -37,6 +36,11 @@ from .data import load_image, sample_image, sample_photos
 from .gradcam import gradcam
 from .integrated_gradients import adaptive_integrated_gradients_batch, integrated_gradients_batch
 from .interventions import effect_shares, random_masks, signed_map
+# One module per idea; re-exported so that ``study.<name>`` keeps working for the chapters.
+from .detection import detection_auc  # noqa: F401
+from .faithfulness import class_probability_curves, curve_auc, deletion_insertion_images  # noqa: F401
+from .sanity import SANITY_IG_STEPS, SANITY_STAGES, randomize_top_layers, sanity_check  # noqa: F401
+from .summary import binned, bootstrap_ci  # noqa: F401
 from .model import probabilities, weights_fingerprint
 
 EPS_GRID_PIXELS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -99,41 +103,6 @@ def normalized_entropy(saliency: np.ndarray) -> float:
         return float("nan")
     p = m[m > 0] / total
     return float(-(p * np.log(p)).sum() / np.log(m.size))
-
-
-def deletion_insertion_images(x: np.ndarray, saliency: np.ndarray, steps: int,
-                              blur_sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return the deletion and insertion image sequences (each (steps + 1, H, W, C)) of one map.
-
-    Deletion: the most important pixels (by ``saliency``) are replaced by the blurred photo, ``1/steps``
-    of the pixels at a time, starting from the photo. Insertion: the reverse, starting from the blurred
-    photo and putting back the most important pixels first (Petsiuk et al. 2018, with blur as the
-    "removed" value for both, so that no sharp edges of a black mask are introduced).
-    """
-    blurred = ndimage.gaussian_filter(x, sigma=(blur_sigma, blur_sigma, 0), mode="nearest")
-    order = np.argsort(-np.asarray(saliency, dtype=np.float64).ravel(), kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    rank = rank.reshape(saliency.shape)
-    cut = np.linspace(0, order.size, steps + 1).round().astype(int)
-    removed = np.stack([(rank < c) for c in cut])[..., None]  # (steps+1, H, W, 1)
-    deletion = np.where(removed, blurred[None], x[None]).astype(np.float32)
-    insertion = np.where(removed, x[None], blurred[None]).astype(np.float32)
-    return deletion, insertion
-
-
-def curve_auc(scores: np.ndarray) -> float:
-    """Return the area under a curve sampled at equally spaced fractions 0..1 (trapezoid rule)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    return float(np.trapezoid(scores, dx=1.0 / (len(scores) - 1)))
-
-
-def _class_probability_curves(model, images: np.ndarray, classes: Sequence[int],
-                              per_map: int) -> np.ndarray:
-    """Return p(class) of each curve image, reshaped to (maps, per_map)."""
-    probs = probabilities(model, images)
-    cls = np.repeat(np.asarray(classes), per_map)
-    return probs[np.arange(len(cls)), cls].reshape(-1, per_map)
 
 
 def analyse_batch(model, class_indices: Sequence[int], settings: StudySettings) -> list[dict]:
@@ -223,7 +192,7 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
                 curve_images += [deletion, insertion]
                 curve_classes += [classes[j], classes[j]]
                 curve_names += [(i, f"del_{method}_{image_kind}"), (i, f"ins_{method}_{image_kind}")]
-    curves = _class_probability_curves(model, np.concatenate(curve_images), curve_classes,
+    curves = class_probability_curves(model, np.concatenate(curve_images), curve_classes,
                                        settings.deletion_steps + 1)
     for (i, name), curve in zip(curve_names, curves):
         rows[i][f"{name}_auc"] = curve_auc(curve)
@@ -279,68 +248,6 @@ def _intervention_columns(model, xs: np.ndarray, adv: np.ndarray, rows: list[dic
         shares = effect_shares(model, xs[i], adv[i], masks, truth[i], contrast_class=adv_cls[i])
         row.update({f"kept_{name}": float(share) for name, share in zip(ranked, shares)})
         row["kept_random_median"] = float(np.median(shares[len(ranked):]))
-
-
-def randomize_top_layers(model, layer_names: Iterable[str], seed: int = SEED):
-    """Return a copy of ``model`` whose named layers' kernels and biases are re-drawn at random.
-
-    Each weight is replaced by Gaussian noise of the same standard deviation (seeded), the "cascading
-    randomisation" of Adebayo et al. 2018; BatchNorm statistics are kept so activations stay finite.
-    """
-    import keras
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    rng = np.random.default_rng(seed)
-    for name in layer_names:
-        layer = clone.get_layer(name)
-        for w in layer.weights:
-            if any(k in w.path for k in ("kernel", "bias")):
-                value = np.asarray(w.numpy())
-                w.assign(rng.normal(0.0, value.std() or 1.0, size=value.shape).astype(value.dtype))
-    return clone
-
-
-#: Cascade stages: each randomises its layers *and* all earlier stages' (top of the network first).
-SANITY_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("logits", ("predictions",)),
-    ("+Conv_1", ("Conv_1",)),
-    ("+block_16", ("block_16_expand", "block_16_depthwise", "block_16_project")),
-    ("+block_15", ("block_15_expand", "block_15_depthwise", "block_15_project")),
-)
-
-
-#: IG steps of the sanity check: the map only needs to be compared with itself before and after
-#: randomisation, so half the study's steps do (recorded in the sanity table's header).
-SANITY_IG_STEPS = 16
-
-
-def sanity_check(model, class_indices: Sequence[int], settings: StudySettings,
-                 ig_steps: int = SANITY_IG_STEPS) -> list[dict]:
-    """Return rows (photo, stage, Spearman of the randomised map vs the original) for Grad-CAM and IG.
-
-    A randomised map that is constant (e.g. Grad-CAM with no positive evidence left) has no rank
-    correlation: its row holds NaN, which the reader must count as "changed", not drop.
-    """
-    xs = np.stack([load_image(sample_image(int(c))) for c in class_indices])
-    classes = [int(c) for c in class_indices]
-    ig_kw = dict(baseline=settings.ig_baseline, steps=ig_steps, method=settings.ig_method)
-    reference_gc = gradcam(model, xs, classes, target="logits")
-    reference_ig = [to_2d(r.attributions) for r in
-                    integrated_gradients_batch(model, xs, classes, target="softmax", **ig_kw)]
-    rows, randomized = [], []
-    for stage, layers in SANITY_STAGES:
-        randomized += list(layers)
-        noisy_model = randomize_top_layers(model, randomized, settings.seed)
-        with np.errstate(all="ignore"):
-            stage_gc = gradcam(noisy_model, xs, classes, target="logits")
-        stage_ig = [to_2d(r.attributions) for r in
-                    integrated_gradients_batch(noisy_model, xs, classes, target="softmax", **ig_kw)]
-        for i, c in enumerate(classes):
-            rows.append({"class_index": c, "stage": stage,
-                         "gc_spearman": compare_maps(reference_gc[i], stage_gc[i])["spearman"],
-                         "ig_spearman": compare_maps(reference_ig[i], stage_ig[i])["spearman"]})
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -476,74 +383,3 @@ def run_from_args(args: argparse.Namespace) -> int:
               progress=not args.quiet)
     print(f"wrote {out}")
     return 0
-
-
-# ----------------------------------------------------------------------------------------------------
-# Aggregation: pure functions over the table's columns (NumPy arrays in, numbers out)
-
-
-def bootstrap_ci(values: np.ndarray, statistic=np.median, n_boot: int = 2000, level: float = 0.95,
-                 seed: int = SEED) -> tuple[float, float]:
-    """Return the percentile bootstrap interval of ``statistic`` over ``values`` (NaNs dropped, seeded)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    stats_ = np.array([statistic(rng.choice(values, size=len(values))) for _ in range(n_boot)])
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(stats_, tail)), float(np.percentile(stats_, 100 - tail))
-
-
-def binned(x: np.ndarray, y: np.ndarray, edges: Sequence[float]) -> list[dict[str, float]]:
-    """Return per-bin count, median and quartiles of ``y`` for ``x`` binned by ``edges`` (right-closed last)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    out = []
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        last = k == len(edges) - 2
-        inside = (x >= lo) & ((x <= hi) if last else (x < hi)) & np.isfinite(y)
-        sel = y[inside]
-        q1, med, q3 = (np.percentile(sel, [25, 50, 75]) if len(sel) else (np.nan,) * 3)
-        out.append({"lo": float(lo), "hi": float(hi), "count": int(inside.sum()), "median": float(med),
-                    "q1": float(q1), "q3": float(q3)})
-    return out
-
-
-def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_boot: int = 2000,
-                  seed: int = SEED) -> dict:
-    """Return the cross-validated ROC AUC of a logistic regression telling adversarial from clean.
-
-    ``clean`` and ``adversarial``: (photos, features), row i of both from the same photo. Folds are split
-    by photo (a photo's clean and adversarial versions are never on both sides), features standardised
-    inside each fold. The interval is a bootstrap over photos of the out-of-fold scores (seeded).
-    Returns ``auc``, ``ci_low``, ``ci_high``, ``fpr``, ``tpr`` (ROC of the pooled out-of-fold scores).
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score, roc_curve
-    from sklearn.model_selection import GroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clean, adversarial = np.asarray(clean, float), np.asarray(adversarial, float)
-    n = len(clean)
-    features = np.concatenate([clean, adversarial])
-    labels = np.concatenate([np.zeros(n), np.ones(n)])
-    groups = np.concatenate([np.arange(n), np.arange(n)])
-    scores = np.empty(2 * n)
-    order = np.random.default_rng(seed).permutation(n)  # shuffle photos before the group split
-    fold_of_photo = np.empty(n, dtype=int)
-    fold_of_photo[order] = np.arange(n) % folds
-    for train, test in GroupKFold(n_splits=folds).split(features, labels, fold_of_photo[groups]):
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-        model.fit(features[train], labels[train])
-        scores[test] = model.predict_proba(features[test])[:, 1]
-    auc = float(roc_auc_score(labels, scores))
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        photos = rng.integers(0, n, size=n)
-        idx = np.concatenate([photos, photos + n])
-        boots.append(roc_auc_score(labels[idx], scores[idx]))
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return {"auc": auc, "ci_low": float(np.percentile(boots, 2.5)),
-            "ci_high": float(np.percentile(boots, 97.5)), "fpr": fpr, "tpr": tpr}

@@ -1,0 +1,41 @@
+"""Summaries of a result table's columns with their spread: bootstrap intervals and binned quartiles.
+
+Pure functions: NumPy arrays in, numbers out.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SEED = 0
+
+
+def bootstrap_ci(values: np.ndarray, statistic=np.median, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = SEED) -> tuple[float, float]:
+    """Return the percentile bootstrap interval of ``statistic`` over ``values`` (NaNs dropped, seeded)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats_ = np.array([statistic(rng.choice(values, size=len(values))) for _ in range(n_boot)])
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(stats_, tail)), float(np.percentile(stats_, 100 - tail))
+
+
+def binned(x: np.ndarray, y: np.ndarray, edges: Sequence[float]) -> list[dict[str, float]]:
+    """Return per-bin count, median and quartiles of ``y`` for ``x`` binned by ``edges`` (right-closed last)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    out = []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = k == len(edges) - 2
+        inside = (x >= lo) & ((x <= hi) if last else (x < hi)) & np.isfinite(y)
+        sel = y[inside]
+        q1, med, q3 = (np.percentile(sel, [25, 50, 75]) if len(sel) else (np.nan,) * 3)
+        out.append({"lo": float(lo), "hi": float(hi), "count": int(inside.sum()), "median": float(med),
+                    "q1": float(q1), "q3": float(q3)})
+    return out
+
+
+__all__ = ["binned", "bootstrap_ci"]
