@@ -41,3 +41,16 @@ def test_top_pixels_of_the_attack_attribution_carry_more_than_their_share(rows):
     # 10% of the pixels, ranked by their contribution to the drop, carry far more than 10% of it.
     for row in (r for r in rows if r.get("fooled") == 1):
         assert row["attack_logit_top_share"] > 0.3
+
+
+def test_runner_up_share_is_the_runner_ups_part_of_what_the_top_class_leaves():
+    assert study.runner_up_share(np.array([0.2, 0.5, 0.3])) == pytest.approx(0.6)
+    assert study.runner_up_share(np.array([0.9, 0.05, 0.05])) == pytest.approx(0.5)
+    assert np.isnan(study.runner_up_share(np.array([1.0, 0.0])))
+
+
+def test_pgd_columns_sit_beside_fgsm_on_the_eps_grid(rows):
+    for row in rows:
+        assert {"pgd2_top1", "pgd2_p_top1", "pgd2_p_true", "pgd2_changed"} <= set(row)
+        assert 0.0 <= row["pgd2_p_true"] <= row["pgd2_p_top1"] + 1e-12 <= 1.0 + 1e-9
+        assert 0.0 <= row["clean_runnerup_share"] <= 1.0

@@ -170,7 +170,10 @@ def pgd_batch(model, xs: np.ndarray, labels, eps: float = DEFAULT_EPS, steps: in
         raise ValueError(f"Got {len(seeds)} seeds for {len(xs)} images.")
     adv = xs.copy()
     if random_start:
-        noise = np.stack([np.random.default_rng([int(s), 7]).uniform(-eps, eps, x.shape) for s, x in zip(seeds, xs)])
+        # An int or a sequence of ints per image (e.g. [study seed, class index]); 7 separates this stream
+        # from other uses of the same seed.
+        noise = np.stack([np.random.default_rng([*np.atleast_1d(s).astype(int).tolist(), 7])
+                          .uniform(-eps, eps, x.shape) for s, x in zip(seeds, xs)])
         adv = np.clip(xs + noise, -1.0, 1.0).astype(np.float32)
     for _ in range(steps):
         adv = np.clip(adv + step * loss_gradient_signs(model, adv, labels), xs - eps, xs + eps)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .attacks import loss_gradient_signs, pixels_to_eps
+from .attacks import PGD_STEPS, loss_gradient_signs, pgd_batch, pixels_to_eps
 from .compare import compare_maps, to_2d, top_mask
 from .data import load_image, sample_image, sample_photos
 from .gradcam import gradcam
@@ -73,6 +73,9 @@ class StudySettings:
     seed: int = SEED
     #: Random pixel masks per fooled photo, the chance level of the intervention columns.
     intervention_random_masks: int = INTERVENTION_RANDOM_MASKS
+    #: PGD (Madry et al. 2018) beside FGSM on the eps grid: this many steps of eps/4, random start seeded
+    #: per photo; 0 leaves PGD out.
+    pgd_steps: int = PGD_STEPS
     extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
@@ -105,6 +108,19 @@ def normalized_entropy(saliency: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / np.log(m.size))
 
 
+def runner_up_share(probs: np.ndarray) -> float:
+    """Return ``p_2 / (1 - p_1)``: how much of the probability the top class leaves goes to the runner-up.
+
+    The softmax gradient of class c is ``p_c (grad z_c - sum_j p_j grad z_j)``; normalised by ``p_c`` it is
+    ``(1 - p_c) (grad z_c - sum_{j != c} p_j / (1 - p_c) grad z_j)``, so the mix of the *other* classes, and
+    how concentrated it is on one runner-up, decides how a softmax map differs from a logit map at any
+    confidence (NaN when p_1 = 1).
+    """
+    p = np.sort(np.asarray(probs, dtype=np.float64))[::-1]
+    rest = 1.0 - p[0]
+    return float(p[1] / rest) if rest > 0 else float("nan")
+
+
 def analyse_batch(model, class_indices: Sequence[int], settings: StudySettings) -> list[dict]:
     """Return one result row (a flat dict of numbers) per photo of ``class_indices``."""
     photos = [sample_photos()[c] for c in class_indices]
@@ -118,7 +134,8 @@ def analyse_batch(model, class_indices: Sequence[int], settings: StudySettings) 
         rows.append({"class_index": photo.class_index, "wnid": photo.wnid, "name": photo.name,
                      "clean_top1": top1, "clean_correct": int(top1 == photo.class_index),
                      "clean_p_true": float(clean_probs[i, photo.class_index]),
-                     "clean_p_top1": float(clean_probs[i, top1])})
+                     "clean_p_top1": float(clean_probs[i, top1]),
+                     "clean_runnerup_share": runner_up_share(clean_probs[i])})
     for levels in settings.eps_grid_pixels:
         adv_probs = probabilities(model, np.clip(xs + pixels_to_eps(levels) * signs, -1, 1))
         for i, row in enumerate(rows):
@@ -127,6 +144,14 @@ def analyse_batch(model, class_indices: Sequence[int], settings: StudySettings) 
             row[f"adv{levels:g}_p_top1"] = float(adv_probs[i, top1])
             row[f"adv{levels:g}_p_true"] = float(adv_probs[i, truth[i]])
             row[f"adv{levels:g}_changed"] = int(top1 != row["clean_top1"])
+        if settings.pgd_steps:
+            pgd_probs = probabilities(model, pgd_batch(model, xs, truth, pixels_to_eps(levels), settings.pgd_steps,
+                                                       seeds=[[settings.seed, int(c)] for c in truth]))
+            for i, row in enumerate(rows):
+                top1 = int(np.argmax(pgd_probs[i]))
+                row.update({f"pgd{levels:g}_top1": top1, f"pgd{levels:g}_p_top1": float(pgd_probs[i, top1]),
+                            f"pgd{levels:g}_p_true": float(pgd_probs[i, truth[i]]),
+                            f"pgd{levels:g}_changed": int(top1 != row["clean_top1"])})
     correct = [i for i, row in enumerate(rows) if row["clean_correct"]]
     if correct:
         _explain(model, xs[correct], signs[correct], [rows[i] for i in correct], settings)
@@ -160,6 +185,7 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
     for i, row in enumerate(rows):
         clean, advadv, advtrue, control = i, n + i, 2 * n + i, 3 * n + i
         row.update({"adv_top1": adv_cls[i], "adv_p_top1": float(adv_probs[i, adv_cls[i]]),
+                    "adv_runnerup_share": runner_up_share(adv_probs[i]),
                     "adv_p_true": float(adv_probs[i, truth[i]]), "fooled": int(adv_cls[i] != truth[i]),
                     "noise_top1": int(np.argmax(noisy_probs[i])),
                     "noise_p_true": float(noisy_probs[i, truth[i]])})
