@@ -47,6 +47,8 @@ def main() -> None:
                         help="numbers of gradient evaluations to try")
     parser.add_argument("--photos", type=int, default=len(common.PHOTO_CLASSES),
                         help=f"how many of the {len(common.PHOTO_CLASSES)} benchmark photos")
+    parser.add_argument("--adaptive-only", action="store_true",
+                        help="only the adaptive rule (nested trapezoid doubling to 1%%), ~1 min")
     args = parser.parse_args()
 
     import xai_helpers as xh
@@ -55,6 +57,9 @@ def main() -> None:
     model = xh.load_model()
     photos = common.photos(args.photos)
     steps = sorted(args.steps)
+    adaptive = adaptive_cases(model, photos)
+    if args.adaptive_only:
+        return
     errors = {}  # (photo, target, method) -> {n: relative error}
     start = time.perf_counter()
     for target in TARGETS:
@@ -88,6 +93,30 @@ def main() -> None:
               f"{_fmt(max(need5[method]), steps):>9}")
     print("(half the cases: the smallest n from which at least half of the cases stay under the tolerance)")
     print("\nevals_for_1pct " + " ".join(f"{m}={_fmt(half_cases(need[m]), steps)}" for m in METHODS))
+
+
+def adaptive_cases(model, photos) -> list[tuple[int, float]]:
+    """Print and return (evaluations, error) of the adaptive rule for every photo and target.
+
+    ``adaptive_integrated_gradients_batch`` doubles a nested trapezoid rule (17, 33, 65, ... nodes, every
+    earlier gradient reused) until |delta| <= 1% of |F(x) - F(x')|, per image.
+    """
+    from xai_helpers.integrated_gradients import adaptive_integrated_gradients_batch
+
+    print("\nadaptive rule (nested trapezoid doubling until |delta| <= 1%), black baseline:")
+    print(f"{'photo':18}{'target':9}{'evaluations':>12}{'error':>9}{'seconds':>9}")
+    out = []
+    for target in TARGETS:
+        for name, c, x in photos:
+            start = time.perf_counter()
+            r = adaptive_integrated_gradients_batch(model, x[None], [c], target=target)[0]
+            seconds = time.perf_counter() - start
+            out.append((r.steps, r.relative_delta))
+            print(f"{name[:17]:18}{target:9}{r.steps:>12}{r.relative_delta:>9.2%}{seconds:>9.1f}", flush=True)
+    evaluations = [n for n, _ in out]
+    print(f"adaptive_evals median={int(np.median(evaluations))} max={max(evaluations)} "
+          f"within_1pct={np.mean([e <= TOLERANCE for _, e in out]):.0%}")
+    return out
 
 
 def half_cases(values) -> float:
