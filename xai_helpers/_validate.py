@@ -9,7 +9,8 @@ import numbers
 
 import numpy as np
 
-#: MobileNetV2's input range after ``preprocess_input``: pixel / 127.5 - 1.
+#: The package's input range for every model: MobileNetV2's ``preprocess_input``, pixel / 127.5 - 1 (other
+#: models carry their own preprocessing as their first layer; see ``architectures``).
 INPUT_RANGE = (-1.0, 1.0)
 
 
@@ -59,7 +60,7 @@ def check_image(x: object, shape: tuple[int, ...] | None = None, in_model_range:
     if in_model_range:
         lo, hi = INPUT_RANGE
         if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
-            raise ValueError(f"{name} must lie in MobileNetV2's input range [-1, 1] (use load_image), "
+            raise ValueError(f"{name} must lie in the model input range [-1, 1] (use load_image), "
                              f"got values in [{x.min():.3g}, {x.max():.3g}].")
     return x
 

@@ -4,7 +4,9 @@ Networks via Gradient-based Localization", ICCV 2017).
 For class c and feature maps A^k of the chosen layer (Z = H x W positions)::
 
     alpha_k^c = (1/Z) sum_ij  d y^c / d A^k_ij          (global-average-pooled gradients)
-    L^c       = ReLU( sum_k alpha_k^c A^k )              (then bilinearly upsampled to 224 x 224)
+    L^c       = ReLU( sum_k alpha_k^c A^k )              (then bilinearly upsampled to the input size)
+
+The layer: by default the model's last feature maps (``default_gradcam_layer``), "out_relu" for MobileNetV2.
 
 ``y^c`` is the pre-softmax score (``target="logits"``, the paper's choice; tf-keras-vis's
 ``ReplaceToLinear`` strips the softmax) or the softmax probability (``target="softmax"``).
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._validate import check_class_index, check_image
-from .model import input_shape, num_classes
+from .model import feature_maps_walk, input_shape, num_classes
 
 with warnings.catch_warnings():
     # tf-keras-vis 0.8.7 imports scipy.ndimage.interpolation, deprecated since SciPy 1.8.
@@ -27,9 +29,29 @@ with warnings.catch_warnings():
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
-#: MobileNetV2's last feature maps (7 x 7 x 1280), after the final BatchNorm and ReLU6. tf-keras-vis would
-#: otherwise pick the last Conv2D ("Conv_1"), whose output has not been normalised or rectified yet.
+#: MobileNetV2's last feature maps (7 x 7 x 1280), after the final BatchNorm and ReLU6: what
+#: ``default_gradcam_layer`` returns for it. tf-keras-vis would otherwise pick the last Conv2D ("Conv_1"),
+#: whose output has not been normalised or rectified yet.
 DEFAULT_LAYER = "out_relu"
+
+
+def default_gradcam_layer(model) -> str:
+    """Return the name of the layer whose feature maps Grad-CAM weights when no layer is named.
+
+    One rule for every model: the last 4-D activation before global pooling -- walking back from the
+    output through single-input layers, the first layer whose output is ``(N, h, w, K)`` with more than
+    one position (``model.feature_maps_walk``). So the maps are normalised and rectified, as the last
+    convolution's raw output is not. MobileNetV2: "out_relu" (7 x 7 x 1280); ResNet50:
+    "conv5_block3_out"; EfficientNetB0: "top_activation"; DenseNet121: "relu"; ConvNeXt: "<name>_features"
+    (an identity layer ``load_model`` adds after the last residual sum). Raises ``ValueError`` when the
+    maps are not a named layer's output (then pass ``layer=`` explicitly).
+    """
+    _, operation, _ = feature_maps_walk(model)
+    if not any(layer is operation for layer in model.layers):
+        raise ValueError(f"The last feature maps of {model.name} are not the output of a named layer; pass "
+                         f"the Grad-CAM layer explicitly (layer=...).")
+    return operation.name
+
 
 _GRADCAMS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -70,15 +92,17 @@ def _explainer(model, target: str) -> Gradcam:
 
 
 def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str = "logits",
-            layer: str = DEFAULT_LAYER, normalize: bool = True,
+            layer: str | None = None, normalize: bool = True,
             contrast_class: int | Sequence[int] | None = None) -> np.ndarray:
     """Return the Grad-CAM map ``L^c`` of ``class_index`` for one image (H, W) or a batch (N, H, W).
 
-    ``x``: (224, 224, 3) or (N, 224, 224, 3) in [-1, 1]; ``class_index``: one int, or one per image.
-    With ``normalize=True`` each map is divided by its maximum, so it lies in [0, 1] with 0 meaning
-    "no positive evidence" (not min-max stretched). With ``normalize=False`` the raw map is returned,
-    in units of score x activation, so logit and softmax maps can be compared in size. A map that is
-    zero everywhere (no positive evidence) comes back as zeros with a ``RuntimeWarning``, never NaN.
+    ``x``: (224, 224, 3) or (N, 224, 224, 3) in [-1, 1] (or the model's input size); ``class_index``: one
+    int, or one per image; ``layer``: the layer whose maps are weighted (default ``default_gradcam_layer``:
+    "out_relu" for MobileNetV2). With ``normalize=True`` each map is divided by its maximum, so it lies
+    in [0, 1] with 0 meaning "no positive evidence" (not min-max stretched). With ``normalize=False`` the
+    raw map is returned, in units of score x activation, so logit and softmax maps can be compared in
+    size. A map that is zero everywhere (no positive evidence) comes back as zeros with a
+    ``RuntimeWarning``, never NaN.
     ``target="margin"`` explains ``y = z_c - z_k`` with ``contrast_class`` k (one int, or one per image):
     the evidence for c *against* k, the score whose sign the attack flips.
     """
@@ -106,6 +130,7 @@ def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str 
             raise ValueError("contrast_class must differ from class_index (their margin is always 0).")
         score = MarginScore(indices, contrast)
     explainer = _explainer(model, target)
+    layer = default_gradcam_layer(model) if layer is None else layer
     cams = explainer(score, batch, penultimate_layer=layer,
                      seek_penultimate_conv_layer=False, normalize_cam=False)
     cams = np.maximum(np.asarray(cams, dtype=np.float32), 0.0)  # bilinear zoom can undershoot by ~1e-9

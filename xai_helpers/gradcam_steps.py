@@ -8,7 +8,7 @@ one step at a time (Selvaraju et al., "Grad-CAM", ICCV 2017, eqs. 1-2)::
     alpha_k^c        = (1/Z) sum_ij dy^c / dA^k_ij           (global-average pooling, Z = 7 x 7)
     S^c              = sum_k alpha_k^c A^k                     (weighted sum, signed)
     L^c              = ReLU(S^c)                               (positive evidence only)
-    upsampled        = bilinear zoom of L^c to 224 x 224       (order-1 spline, as tf-keras-vis does)
+    upsampled        = bilinear zoom of L^c to the input size  (order-1 spline, as tf-keras-vis does)
 
 and keeps every array, so that the explainers chapter can show them and check that the last one equals
 ``gradcam(..., normalize=False)``.
@@ -23,7 +23,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from ._validate import check_class_index, check_image
-from .gradcam import DEFAULT_LAYER
+from .gradcam import default_gradcam_layer
 from .model import input_shape, num_classes, scores_model
 
 
@@ -59,15 +59,17 @@ def _feature_and_score_model(model, target: str, layer: str):
 
 
 def gradcam_steps(model, x: np.ndarray, class_index: int, target: str = "logits",
-                  layer: str = DEFAULT_LAYER) -> GradcamSteps:
+                  layer: str | None = None) -> GradcamSteps:
     """Return every intermediate array of Grad-CAM for one image (module docstring; Selvaraju et al. 2017).
 
     ``x``: (224, 224, 3) in [-1, 1]; ``target``: ``"logits"`` (pre-softmax score, the paper's choice) or
-    ``"softmax"`` (probability); ``layer``: the convolutional layer whose maps are weighted. The upsampled
+    ``"softmax"`` (probability); ``layer``: the layer whose maps are weighted (default
+    ``default_gradcam_layer``, "out_relu" for MobileNetV2, as in ``gradcam``). The upsampled
     map is in raw units (score x activation), equal to ``gradcam(..., normalize=False)``.
     """
     x = check_image(x, input_shape(model))
     class_index = check_class_index(class_index, num_classes(model))
+    layer = default_gradcam_layer(model) if layer is None else layer
     features_and_scores = _feature_and_score_model(model, target, layer)
     batch = tf.convert_to_tensor(x[None])
     with tf.GradientTape() as tape:
