@@ -180,7 +180,8 @@ def _top_masks(saliency: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
     return np.stack([top_mask(saliency, f) if f > 0 else np.zeros(saliency.shape, bool) for f in fractions])
 
 
-def _nested_random_masks(shape: tuple[int, int], fractions: Sequence[float], n: int, seed: int) -> np.ndarray:
+def _nested_random_masks(shape: tuple[int, int], fractions: Sequence[float], n: int,
+                         seed: int | Sequence[int]) -> np.ndarray:
     """Return (n, len(fractions), H, W) masks: a random pixel order per draw, cut at each fraction.
 
     Nested like a map's top-f masks (the f = 0.2 mask contains the f = 0.1 one), so each random curve is
@@ -245,16 +246,17 @@ def _fraction_index(fractions: np.ndarray, fraction: float) -> int:
 
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     fractions = np.asarray(fractions, dtype=np.float64)
-    if fractions.ndim != 1 or len(fractions) < 2 or np.any(np.diff(fractions) <= 0) \
+    if fractions.ndim != 1 or len(fractions) < 1 or np.any(np.diff(fractions) <= 0) \
             or fractions[0] < 0 or fractions[-1] > 1:
-        raise ValueError("fractions must be at least two increasing numbers in [0, 1].")
+        raise ValueError("fractions must be increasing numbers in [0, 1] (two or more for an area).")
     return fractions
 
 
 def perturbation_curves(model, x: np.ndarray, adv: np.ndarray, saliencies: Mapping[str, np.ndarray],
                         class_index: int, contrast_class: int | None = None,
                         fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                        n_random: int = DEFAULT_RANDOM_MASKS, seed: int = SEED) -> dict[str, PerturbationCurve]:
+                        n_random: int = DEFAULT_RANDOM_MASKS,
+                        seed: int | Sequence[int] = SEED) -> dict[str, PerturbationCurve]:
     """Return ``perturbation_curve`` of several maps of one image pair, sharing one random control.
 
     All restricted images (maps x fractions, plus ``n_random`` random maps x fractions) go through the

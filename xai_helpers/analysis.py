@@ -1,0 +1,145 @@
+"""The per-photo analysis, in one place: attack, explain, compare, intervene.
+
+The command line renders its result (figure, table, JSON), the study flattens it into table rows, and the
+chapters call the same steps, so a new idea is written once. Each step is batched over photos and returns
+arrays; ``progress`` callbacks (a stage name) let a caller show where a long run is.
+
+1. ``attack``: the adversarial images (FGSM, PGD or the targeted iterative FGSM; ``xai_helpers.attacks``).
+2. ``explain``: saliency maps of many (image, class) pairs for one method and target in one compiled call
+   (Grad-CAM through tf-keras-vis, Integrated Gradients reduced with ``compare.to_2d``).
+3. ``intervene``: the causal side (``xai_helpers.interventions``): the attack attribution along the
+   clean-to-adversarial path and the perturbation curve of every map against seeded random pixels.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .attacks import fgsm, iterative_fgsm_targeted, pgd_batch
+from .compare import DEFAULT_TOP_FRACTION, to_2d, top_mask
+from .gradcam import gradcam
+from .integrated_gradients import (DEFAULT_BATCH_SIZE, DEFAULT_METHOD, DEFAULT_STEPS, IGResult,
+                                   integrated_gradients_batch)
+from .interventions import (DEFAULT_RANDOM_MASKS, PerturbationCurve, attack_attribution, perturbation_curves,
+                            signed_map)
+
+ATTACKS = ("fgsm", "pgd", "targeted")
+Progress = Callable[[str], None] | None
+
+
+def attack(model, xs: np.ndarray, labels: Sequence[int], eps: float, kind: str = "fgsm",
+           target: int | None = None, iterations: int = 10, seeds: Sequence | None = None) -> np.ndarray:
+    """Return adversarial images (N, H, W, C) of ``xs`` within ``eps`` (model units) of each photo.
+
+    ``kind``: ``"fgsm"`` (untargeted, against ``labels``), ``"pgd"`` (untargeted, 10 steps of eps/4,
+    random start seeded by ``seeds``) or ``"targeted"`` (iterative FGSM toward ``target``).
+    """
+    xs = np.asarray(xs, dtype=np.float32)
+    if kind == "fgsm":
+        return np.stack([fgsm(model, x, int(c), eps) for x, c in zip(xs, labels)])
+    if kind == "pgd":
+        return pgd_batch(model, xs, labels, eps, seeds=seeds)
+    if kind == "targeted":
+        if target is None:
+            raise ValueError("A targeted attack needs a target class.")
+        return np.stack([iterative_fgsm_targeted(model, x, target, eps, iterations=iterations) for x in xs])
+    raise ValueError(f"kind must be one of {ATTACKS}, got {kind!r}.")
+
+
+@dataclass(frozen=True)
+class IGSettings:
+    """How Integrated Gradients is computed (the command line's and the study's defaults differ)."""
+
+    steps: int = DEFAULT_STEPS
+    method: str = DEFAULT_METHOD
+    baseline: str = "black"
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+
+def explain(model, images: np.ndarray, classes: Sequence[int], method: str, target: str,
+            ig: IGSettings = IGSettings(), contrast: Sequence[int] | None = None
+            ) -> tuple[list[np.ndarray], list[IGResult] | None]:
+    """Return the (H, W) maps of each (image, class) pair, and the IG results when ``method="ig"``.
+
+    ``method``: ``"gradcam"`` (each map divided by its maximum) or ``"ig"`` (``to_2d``: sum of |IG| over
+    channels); ``target``: ``"logits"``, ``"softmax"`` or ``"margin"`` (then ``contrast`` gives the class
+    k of each pair's margin z_c - z_k). One compiled call for all pairs.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if method == "gradcam":
+        cams = gradcam(model, images, list(classes), target=target,
+                       contrast_class=None if contrast is None else list(contrast))
+        return list(cams), None
+    if method == "ig":
+        results = integrated_gradients_batch(model, images, list(classes), target=target, baseline=ig.baseline,
+                                             steps=ig.steps, method=ig.method, batch_size=ig.batch_size,
+                                             contrast_classes=None if contrast is None else list(contrast))
+        return [to_2d(r.attributions) for r in results], results
+    raise ValueError(f"method must be 'gradcam' or 'ig', got {method!r}.")
+
+
+@dataclass
+class Intervention:
+    """The causal analysis of one (clean, adversarial) pair: what carries the attack's effect."""
+
+    true_class: int
+    adv_class: int
+    #: IG from the clean to the adversarial image of the true class's logit: sum = the logit's change.
+    attribution: IGResult
+    #: Share of the logit change carried by the top ``top_fraction`` pixels of the attribution.
+    attribution_top_share: float
+    #: The same attribution of the margin z_true - z_adv (ranks the "attack" curve).
+    margin_attribution: IGResult | None = None
+    #: Perturbation curve (margin z_true - z_adv) of each map and of the attribution ("attack"), sharing
+    #: one random control.
+    curves: dict[str, PerturbationCurve] = field(default_factory=dict)
+    top_fraction: float = DEFAULT_TOP_FRACTION
+
+    def summary(self) -> dict:
+        """Return the numbers a report shows: attribution accuracy and cost, AUCs, shares kept at top_fraction."""
+        first = next(iter(self.curves.values()))
+        low, mid, high = first.random_auc_interval if len(first.fractions) > 1 else (np.nan,) * 3
+        at = self.top_fraction
+        return {"true_class": self.true_class, "adv_class": self.adv_class,
+                "score": "margin z_true - z_adv (logits)",
+                "attribution": {"true_logit_change": self.attribution.f_x - self.attribution.f_baseline,
+                                "relative_delta": self.attribution.relative_delta,
+                                "gradient_evaluations": self.attribution.steps,
+                                "top_share": self.attribution_top_share},
+                "random": {"auc_low": low, "auc_median": mid, "auc_high": high,
+                           "kept_at_top": first.random_share_at(at)},
+                "maps": {name: {"auc": c.auc if len(c.fractions) > 1 else np.nan, "kept_at_top": c.share_at(at)}
+                         for name, c in self.curves.items()}}
+
+
+def intervene(model, x: np.ndarray, adv: np.ndarray, true_class: int, adv_class: int,
+              maps: Mapping[str, np.ndarray], fractions: Sequence[float] = (DEFAULT_TOP_FRACTION,),
+              n_random: int = DEFAULT_RANDOM_MASKS, seed: int | Sequence[int] = 0,
+              top_fraction: float = DEFAULT_TOP_FRACTION) -> Intervention:
+    """Return the attack attribution and the perturbation curves of ``maps`` for one attacked photo.
+
+    The attribution (``interventions.attack_attribution``, adaptive to 1% completeness) explains the true
+    class's logit; that of the margin ranks pixels by their push in the attack's direction, joining ``maps``
+    as ``"attack"``.
+    Curves use the margin ``z_true - z_adv`` at ``fractions`` (``top_fraction`` is added), with
+    ``n_random`` random pixel orders seeded by ``seed`` as the chance level.
+    """
+    if true_class == adv_class:
+        raise ValueError("The attack did not change the label, so there is no margin change to intervene on.")
+    attribution = attack_attribution(model, x, adv, true_class)
+    signed = signed_map(attribution.attributions)
+    top_share = float(signed[top_mask(np.sign(signed.sum()) * signed, top_fraction)].sum() / signed.sum())
+    # The curves measure the margin, so the attack's own ranking comes from the margin's attribution.
+    margin_attribution = attack_attribution(model, x, adv, true_class, contrast_class=adv_class)
+    margin_signed = signed_map(margin_attribution.attributions)
+    toward_attack = np.sign(margin_signed.sum()) * margin_signed
+    # The curves are always sampled at top_fraction too, so that summary() can report the share kept there.
+    fractions = np.union1d(np.asarray(fractions, dtype=np.float64), [top_fraction])
+    curves = perturbation_curves(model, x, adv, {**maps, "attack": toward_attack}, true_class,
+                                 contrast_class=adv_class, fractions=fractions, n_random=n_random, seed=seed)
+    return Intervention(true_class, adv_class, attribution, top_share, margin_attribution, curves, top_fraction)
+
+
+__all__ = ["ATTACKS", "IGSettings", "Intervention", "attack", "explain", "intervene"]
