@@ -1,24 +1,31 @@
 """The command line, driven as a user drives it: ``python -m xai_helpers explain ...`` in a subprocess.
 
-Each subprocess pays TensorFlow's import (~5 s on 2 cores), so the commands are started together: one
-successful run on the whiptail photo (16 IG steps) and one run per kind of bad input, all of which are
-rejected before the model is loaded.
+Each real run pays TensorFlow's import (~5 s on 2 cores), so the commands are started together: one
+successful run on the whiptail photo (16 IG steps), one targeted attack that cannot reach its class
+(eps 0), and one run per kind of bad input, all of which are rejected before the model is loaded (and
+before TensorFlow is imported).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import xai_helpers as xh
+from xai_helpers import cli
 from xai_helpers.cli import build_parser, main, resolve_class
 
 COMMAND = [sys.executable, "-m", "xai_helpers"]
 
-#: Bad inputs: (case, arguments, what the one stderr line must say). WHIPTAIL and NOT_AN_IMAGE are
-#: replaced by real paths.
+#: Bad inputs: (case, arguments, what the one stderr line must say). WHIPTAIL, PHOTO (a copy of the
+#: whiptail photo in another folder) and NOT_AN_IMAGE are replaced by real paths.
 BAD_INPUTS = [
     ("missing file", ["explain", "no_such_photo.jpg"], "No image file"),
     ("not an image", ["explain", "NOT_AN_IMAGE"], "not a readable image"),
@@ -26,6 +33,11 @@ BAD_INPUTS = [
      "no ImageNet class is named"),
     ("eps out of range", ["explain", "WHIPTAIL", "--eps", "300"], "--eps must be between 0 and 127.5"),
     ("steps not a number", ["explain", "WHIPTAIL", "--steps", "many"], "argument --steps"),
+    ("json is the photo", ["explain", "PHOTO", "--json", "PHOTO"], "is the input"),
+    ("json is the figure", ["explain", "WHIPTAIL", "--out", "a.png", "--json", "a.png"],
+     "give each output its own name"),
+    ("json in a missing folder", ["explain", "WHIPTAIL", "--json", "no/such/folder/n.json"],
+     "does not exist"),
 ]
 
 
@@ -38,8 +50,12 @@ def runs(tmp_path_factory):
     """
     not_an_image = tmp_path_factory.mktemp("input") / "notes.jpg"
     not_an_image.write_text("this is text, not a JPEG\n")
-    paths = {"WHIPTAIL": xh.sample_image("whiptail"), "NOT_AN_IMAGE": str(not_an_image)}
-    commands = {"whiptail": ["explain", paths["WHIPTAIL"], "--steps", "16", "--json", "numbers.json"]}
+    photo = not_an_image.parent / "photo.jpg"
+    shutil.copy(xh.sample_image("whiptail"), photo)
+    paths = {"WHIPTAIL": xh.sample_image("whiptail"), "NOT_AN_IMAGE": str(not_an_image), "PHOTO": str(photo)}
+    commands = {"whiptail": ["explain", paths["WHIPTAIL"], "--steps", "16", "--json", "numbers.json"],
+                "missed": ["explain", paths["WHIPTAIL"], "--target-class", "Komodo dragon", "--eps", "0",
+                           "--iterations", "1", "--steps", "2", "--quiet", "--json", "missed.json"]}
     commands.update({case: [paths.get(a, a) for a in args] for case, args, _ in BAD_INPUTS})
     started = {}
     for case, args in commands.items():
@@ -50,6 +66,7 @@ def runs(tmp_path_factory):
     for case, (proc, folder) in started.items():
         out, err = proc.communicate(timeout=600)
         results[case] = (proc.returncode, out, err, folder)
+    results["photo digest"] = hashlib.sha256(photo.read_bytes()).hexdigest()
     return results
 
 
@@ -67,13 +84,17 @@ def test_explain_writes_the_figure_next_to_the_user_and_says_where(whiptail_run)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert figure.stat().st_size > 50_000  # nine 224 x 224 panels, not an empty canvas
     assert f"wrote {figure}" in out
-    assert "wrote numbers.json" in out
+    assert f"wrote {folder / 'numbers.json'}" in out  # every printed path is absolute
+    written = [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("wrote ")]
+    assert len(written) == 2 and all(Path(p).is_absolute() for p in written)
+    assert out.splitlines()[0] == f"photo:   {xh.sample_image('whiptail')}"
     assert "Traceback" not in err
 
 
 def test_explain_prints_top5_map_comparison_delta_and_weights(whiptail_run):
     out, _, _, numbers = whiptail_run
     assert "whiptail" in out and "Grad-CAM" in out and "IG" in out
+    assert "Grad-CAM of the class score (logit)" in out and "IG of the class probability (softmax)" in out
     assert numbers["adversarial"]["top5"][0]["name"] in out
     assert numbers["weights"]["sha256"][:16] in out
 
@@ -115,6 +136,21 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(runs, case, says):
     assert "Traceback" not in err
     assert says in lines[0]
     assert list(folder.iterdir()) == []
+    original = hashlib.sha256(Path(xh.sample_image("whiptail")).read_bytes()).hexdigest()
+    assert runs["photo digest"] == original  # the photo is untouched
+
+
+def test_a_targeted_attack_that_misses_says_so_and_exits_3(runs):
+    code, out, err, folder = runs["missed"]
+    assert code == cli.EXIT_TARGET_MISSED == 3, err
+    warning = [line for line in err.splitlines() if "missed" in line]
+    assert len(warning) == 1 and "Komodo_dragon" in warning[0] and "%" in warning[0], err
+    numbers = json.loads((folder / "missed.json").read_text())
+    attack = numbers["attack"]
+    assert attack["succeeded"] is False and attack["target_class"]["class_index"] == 48
+    assert 0 <= attack["target_probability"]["adversarial"] < 0.5
+    assert f"{attack['target_probability']['adversarial']:.1%}" in warning[0]
+    assert (folder / "n01685808_whiptail_explained.png").stat().st_size > 50_000  # the figure is written
 
 
 # In-process checks of the parser and the class lookup (no model is loaded).
@@ -136,12 +172,109 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_parser_offers_explain_and_study():
-    from xai_helpers import study
-
     parser = build_parser("x")
     args = parser.parse_args(["explain", "p.jpg", "--eps", "2", "--targets", "both"])
     assert (args.image, args.eps, args.eps_units, args.targets) == ("p.jpg", 2.0, "levels", "both")
-    assert parser.parse_args(["study"]).func is study.run_from_args
+    study_args = parser.parse_args(["study", "--force-new"])
+    assert study_args.func is cli._run_study and study_args.force_new
+
+
+# Outputs: checked before any work (here: before the photo is even read, so no model is ever loaded).
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make reading the photo fail with a marker, so that reaching it means every output check passed."""
+    def stop(path):
+        raise ValueError("reached the photo.")
+
+    monkeypatch.setattr("xai_helpers.data.load_image", stop)
+
+
+def test_an_existing_figure_is_not_replaced_without_force(tmp_path, capsys, no_work):
+    figure = tmp_path / "f.png"
+    figure.write_bytes(b"an earlier figure")
+    assert main(["explain", "p.jpg", "--out", str(figure)], prog="x") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(figure) in err and "--force" in err
+    assert main(["explain", "p.jpg", "--out", str(figure), "--force"], prog="x") == 2
+    assert "reached the photo" in capsys.readouterr().err
+    assert figure.read_bytes() == b"an earlier figure"
+
+
+def test_the_default_figure_name_is_checked_too(tmp_path, monkeypatch, capsys, no_work):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p_explained.png").write_bytes(b"old")
+    assert main(["explain", "photos/p.jpg"], prog="x") == 2
+    assert f"{tmp_path / 'p_explained.png'} already exists" in capsys.readouterr().err
+
+
+def test_json_equal_to_the_photo_is_refused_even_with_force(tmp_path, capsys, no_work):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"jpeg")
+    assert main(["explain", str(photo), "--json", str(photo), "--force", "--out", str(tmp_path / "f.png")],
+                prog="x") == 2
+    assert "is the input photo.jpg itself" in capsys.readouterr().err
+    assert photo.read_bytes() == b"jpeg"
+
+
+# The command line as users expect: fast help, documented exit statuses, constants that agree.
+
+
+def test_help_and_version_answer_in_under_a_second_without_tensorflow():
+    code = ("import sys, time; from xai_helpers.cli import main\n"
+            "for argv in (['--version'], ['--help'], ['explain', '--help'], ['study', '--help']):\n"
+            "    try: main(argv)\n"
+            "    except SystemExit: pass\n"
+            "heavy = ('tensorflow', 'keras', 'matplotlib', 'xai_helpers.study')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    seconds = []
+    for argv in (["--version"], ["explain", "--help"]) * 3:
+        start = time.perf_counter()
+        subprocess.run([*COMMAND, *argv], capture_output=True, check=True, timeout=60)
+        seconds.append(time.perf_counter() - start)
+    assert min(seconds) < 1.0, seconds
+
+
+def test_help_lists_the_exit_statuses():
+    text = build_parser("x")._subparsers._group_actions[0].choices["explain"].format_help()
+    assert "3 the targeted attack missed" in " ".join(text.split())
+    assert "2 bad input" in " ".join(text.split())
+
+
+def test_the_cli_copies_of_library_constants_agree_with_the_library():
+    from xai_helpers import attacks
+    import importlib
+
+    ig = importlib.import_module("xai_helpers.integrated_gradients")
+    assert cli.IG_METHODS == ig.METHODS and cli.IG_BASELINES == ig.BASELINES
+    assert (cli.IG_DEFAULT_METHOD, cli.IG_DEFAULT_STEPS) == (ig.DEFAULT_METHOD, ig.DEFAULT_STEPS)
+    assert cli.LEVEL == attacks.pixels_to_eps(1) and cli.DEFAULT_EPS_LEVELS == attacks.DEFAULT_EPS_PIXELS
+
+
+def test_the_figure_shows_its_overlap_numbers_and_says_what_each_map_explains():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xai_helpers.model import Prediction
+
+    x = np.zeros((224, 224, 3), np.float32)
+    flat = np.full((224, 224), 0.5)
+    maps = {name: ([flat, flat], [flat, flat]) for name in cli.TARGET_SETS}
+    numbers = {"top_iou": 0.4321, "spearman": -0.25, "com_shift_px": 12.3}
+    comparisons = {name: (numbers, dict(numbers, top_iou=float("nan"))) for name in cli.TARGET_SETS}
+    fig = cli.explain_figure(x, x, 2 / 255, 1.0, Prediction(1, "", "clean", 0.5),
+                             Prediction(2, "", "adv", 0.4), maps, comparisons=comparisons,
+                             target="target Komodo_dragon: 0.3% (MISSED)")
+    titles = [ax.get_title() for ax in fig.axes]
+    text = "\n".join(titles)
+    assert text.count("top-10% IoU 0.43") == 2 and text.count("top-10% IoU undefined") == 2
+    assert text.count("Spearman -0.25, shift 12 px") == 4
+    assert "target Komodo_dragon: 0.3% (MISSED)" in text
+    assert "standard" not in text and "reversed" not in text
+    assert "Grad-CAM of the\nclass score (logit)" in text and "IG of the\nclass probability (softmax)" in text
 
 
 @pytest.mark.parametrize("text, index", [("Komodo_dragon", 48), ("komodo dragon", 48), ("n01695060", 48),
@@ -155,3 +288,37 @@ def test_target_class_by_name_wnid_or_index(text, index):
 def test_bad_target_class_is_one_sentence(text, says):
     with pytest.raises(ValueError, match=says.replace("[", r"\[").replace("]", r"\]")):
         resolve_class(text)
+
+
+def test_a_full_disk_while_writing_the_json_leaves_neither_output(tmp_path, monkeypatch, capsys,
+                                                                 whiptail_path):
+    # The figure is written first; a JSON that cannot be written must not leave it behind on its own.
+    from xai_helpers import outputs
+
+    def full_disk(self, path, text):
+        def write(f):
+            f.write(text[:10].encode())
+            raise OSError(28, "No space left on device")
+        return self.write(path, write)
+
+    monkeypatch.setattr(outputs.PendingFiles, "write_text", full_disk)
+    figure, numbers = tmp_path / "f.png", tmp_path / "n.json"
+    assert main(["explain", whiptail_path, "--steps", "2", "--quiet", "--out", str(figure),
+                 "--json", str(numbers)], prog="x") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(numbers) in err[0] and "No space left" in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_package_imports_lazily_keeps_every_public_name_and_keeps_tensorflow_quiet():
+    code = ("import sys, xai_helpers as xh\n"
+            "assert 'tensorflow' not in sys.modules\n"
+            "import xai_helpers.integrated_gradients, xai_helpers.gradcam\n"  # named like functions
+            "assert callable(xh.integrated_gradients) and callable(xh.gradcam)\n"
+            "assert all(getattr(xh, name) is not None for name in xh.__all__)\n"
+            "assert xh.load_model.__module__ == 'xai_helpers.model'\n"
+            "print('tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+    assert proc.stderr == ""  # TensorFlow's start-up lines (absl, oneDNN) do not reach stderr

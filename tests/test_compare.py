@@ -56,7 +56,36 @@ def test_spearman_depends_only_on_ranks():
 
 def test_spearman_of_a_constant_map_is_nan():
     a = np.arange(16, dtype=float).reshape(4, 4)
-    assert np.isnan(xh.compare_maps(a, np.ones((4, 4)))["spearman"])
+    with pytest.warns(RuntimeWarning, match="constant"):
+        assert np.isnan(xh.compare_maps(a, np.ones((4, 4)))["spearman"])
+
+
+@pytest.mark.parametrize("constant", [0.0, 3.0])
+def test_two_constant_maps_are_undefined_not_a_perfect_match(constant):
+    # Two all-zero maps (Grad-CAM with no positive evidence) used to score IoU 1 and shift 0.
+    flat = np.full((8, 8), constant)
+    with pytest.warns(RuntimeWarning, match="map a and b are constant"):
+        result = xh.compare_maps(flat, flat.copy())
+    assert np.isnan(result["top_iou"]) and np.isnan(result["spearman"])
+    if constant == 0.0:  # no mass: no centre of mass either
+        assert np.isnan(result["com_shift_px"])
+    else:  # a constant positive map's centre is the image centre, a defined number
+        assert result["com_shift_px"] == 0.0
+
+
+def test_a_map_without_mass_has_no_centre_of_mass_shift(rng):
+    with pytest.warns(RuntimeWarning, match="map b is constant and map b has no positive mass"):
+        result = xh.compare_maps(rng.random((8, 8)), np.zeros((8, 8)))
+    assert np.isnan(result["com_shift_px"]) and np.isnan(result["top_iou"])
+
+
+def test_ordinary_maps_give_no_warning(rng):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = xh.compare_maps(rng.random((8, 8)), rng.random((8, 8)))
+    assert all(np.isfinite(v) for v in result.values())
 
 
 def test_compare_maps_is_symmetric(rng):

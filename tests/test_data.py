@@ -272,3 +272,86 @@ def test_sample_image_returns_the_hash_checked_file():
     photo = xh.sample_photos()[41]
     assert path.is_file()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == photo.sha256
+
+
+# -------------------------------------------------------------------------------------------------
+# Memory policy: shrink before converting, and change nothing for ordinary photos
+# -------------------------------------------------------------------------------------------------
+
+#: sha256 of ``load_image(sample photo).tobytes()`` as computed before the memory policy existed (all 1000
+#: sample photos were checked bit for bit; these five stay as the record). The study table and every
+#: number of the book depend on these arrays.
+SAMPLE_ARRAY_SHA256 = {
+    41: "9f8759b48f64ba2413e84f9dbd43c276880525ceedd1dd38705f44f573622085",
+    281: "1d43b55e8c5f13f143f70c2463d413c672e27faa621914ab5c49eb3f5b926c6d",
+    0: "af3043f91ca33e259181f0d5098a24fd73e9acbd8e078448172651bcd9e677d9",
+    999: "38fed6c29c2d0f1254a0f6c2275244eceda30801dd943dd69b569cfa20b495f5",
+    150: "04ed9dcc7cf1310cb2df38006a233aadb0f15a47f8bf36ca2b158ad04d443321",
+}
+
+
+@pytest.mark.parametrize("class_index", sorted(SAMPLE_ARRAY_SHA256))
+def test_sample_photos_load_bit_for_bit_as_before(class_index):
+    x = xh.load_image(xh.sample_image(class_index))
+    assert hashlib.sha256(x.tobytes()).hexdigest() == SAMPLE_ARRAY_SHA256[class_index]
+
+
+@pytest.fixture
+def small_strips(monkeypatch):
+    """Strips of a few rows, so that a test image is converted in many strips."""
+    from xai_helpers import data
+
+    monkeypatch.setattr(data, "STRIP_BYTES", 40_000)
+    return data
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_a_palette_image_is_reduced_strip_by_strip_like_whole(small_strips, rng, transparent):
+    image = Image.fromarray(rng.integers(0, 4, (1900, 1000), dtype=np.uint8), mode="P")
+    image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255] + [0, 0, 0] * 252)
+    if transparent:
+        image.info["transparency"] = 2
+    mode = "RGBA" if transparent else "RGB"
+    factors = (2, 4)  # (1000 // 448, 1900 // 448)
+    whole = image.convert(mode).reduce(factors)
+    strips = small_strips._reduce_in_strips(image, factors, mode)
+    assert strips.mode == mode and strips.size == whole.size
+    np.testing.assert_array_equal(np.asarray(strips), np.asarray(whole))
+
+
+def test_an_opaque_palette_converted_as_rgba_comes_back_as_rgb(small_strips):
+    image = Image.new("PA", (1000, 1000), (1, 255))
+    image.putpalette([0, 0, 0, 200, 100, 50] + [0, 0, 0] * 254)
+    reduced = small_strips._reduce_in_strips(image, (2, 2), "RGBA")
+    assert reduced.mode == "RGB" and reduced.getpixel((3, 3)) == (200, 100, 50)
+
+
+def test_16_bit_grey_is_averaged_at_full_precision_before_it_becomes_8_bit(small_strips, rng):
+    samples = rng.integers(0, 65536, (1000, 1350), dtype=np.uint16)  # neither side a multiple of 4 or 3
+    image = Image.fromarray(samples)
+    assert image.mode == "I;16"
+    reduced = np.asarray(small_strips._reduce_16bit(image, (3, 2)))
+    rows, cols = np.arange(0, 1000, 2), np.arange(0, 1350, 3)
+    sums = np.add.reduceat(np.add.reduceat(samples.astype(np.float64), rows, axis=0), cols, axis=1)
+    counts = np.outer(np.diff(np.append(rows, 1000)), np.diff(np.append(cols, 1350)))
+    expected = np.clip(np.rint(sums / counts * 255 / 65535), 0, 255).astype(np.uint8)
+    assert reduced.shape == (500, 450)
+    np.testing.assert_array_equal(reduced, expected)
+
+
+def test_a_large_transparent_palette_image_still_warns(save_image):
+    image = Image.new("P", (1000, 1000), 0)
+    image.putpalette([255, 0, 0, 0, 255, 0] + [0, 0, 0] * 254)
+    image.paste(1, (500, 0, 1000, 1000))
+    path = save_image(image, "big_palette.png", transparency=1)
+    with pytest.warns(UserWarning, match="transparent"):
+        x = xh.load_image(path)
+    assert _is_color(x[:, :100], RED, tol=1e-6) and _is_color(x[:, 124:], WHITE, tol=1e-6)
+
+
+def test_a_floating_point_image_is_refused_before_it_is_decoded(save_image, monkeypatch, one_sentence):
+    path = save_image(Image.fromarray(np.ones((64, 64), np.float32)), "float.tif")
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("the image was decoded"))
+    with pytest.raises(ValueError) as excinfo:
+        xh.load_image(path)
+    one_sentence(excinfo, "Floating-point")

@@ -79,7 +79,8 @@ def test_table_round_trip_keeps_header_numbers_and_missing_cells(tmp_path):
     rows = [{"class_index": 3, "name": "x", "value": 0.25}, {"class_index": 4, "name": "y"}]
     study.write_table(path, ["# photos: 2", "# settings_key: abc"], rows)
     meta, back = study.read_table(path)
-    assert meta == {"photos": "2", "settings_key": "abc"}
+    assert meta == {"photos": "2", "settings_key": "abc", "rows_sha256": meta["rows_sha256"]}
+    assert len(meta["rows_sha256"]) == 64  # the checksum line that write_table adds
     assert back[0] == {"class_index": 3.0, "name": "x", "value": 0.25}
     assert np.isnan(back[1]["value"])
 

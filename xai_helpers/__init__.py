@@ -2,13 +2,60 @@
 
 The public API the book, the command line and the tests use; every function takes and returns NumPy arrays,
 and the Keras model is the one object passed around.
+
+Importing the package is cheap: the public names (``xh.load_model``, ``xh.fgsm``, ...) are imported from
+their modules on first use (PEP 562), so ``python -m xai_helpers --help`` answers without loading
+TensorFlow. Whenever TensorFlow is first imported after this package (by any module, Keras included), its
+start-up chatter on stderr is suppressed (``_QuietTensorFlowFinder``).
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
+import types
 
 # TensorFlow's C++ start-up chatter would otherwise land in every notebook's stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
+
+#: Public name -> the module (of this package) that defines it; imported on first access.
+_PUBLIC = {
+    "DEFAULT_EPS": "attacks", "DEFAULT_EPS_PIXELS": "attacks", "eps_to_pixels": "attacks", "fgsm": "attacks",
+    "fgsm_targeted": "attacks", "iterative_fgsm_targeted": "attacks", "loss_gradient_sign": "attacks",
+    "pixels_to_eps": "attacks",
+    "compare_maps": "compare", "to_2d": "compare",
+    "deprocess": "data", "load_image": "data", "sample_image": "data", "sample_photos": "data",
+    "gradcam": "gradcam",
+    "IGResult": "integrated_gradients", "integrated_gradients": "integrated_gradients",
+    "class_labels": "model", "load_model": "model", "predict": "model", "weights_fingerprint": "model",
+    "results_path": "paths",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+class _Fd2Closed:
+    """Context manager: the process's stderr (fd 2) goes to /dev/null inside, and is restored after."""
+
+    def __enter__(self):
+        try:
+            self.saved = os.dup(2)
+        except OSError:  # no usable fd 2 (e.g. some embedded interpreters): leave it alone
+            self.saved = None
+            return self
+        self.devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(self.devnull, 2)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            os.close(self.devnull)
+        return False
 
 
 def _import_tensorflow_quietly() -> None:
@@ -19,40 +66,75 @@ def _import_tensorflow_quietly() -> None:
     takes effect; Jupyter kernels forward fd 2 into every notebook. Python exceptions raised by the import
     are unaffected (they are not written to fd 2 here), and stderr is restored afterwards.
     """
-    import sys
-
     if "tensorflow" in sys.modules:
         return
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable fd 2 (e.g. some embedded interpreters): import normally
+    with _Fd2Closed():
         import tensorflow  # noqa: F401
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
-_import_tensorflow_quietly()
+class _QuietLoader:
+    """Wraps TensorFlow's own loader: executes the ``tensorflow`` package with fd 2 closed."""
 
-from .attacks import (DEFAULT_EPS, DEFAULT_EPS_PIXELS, eps_to_pixels, fgsm, fgsm_targeted,  # noqa: E402
-                      iterative_fgsm_targeted, loss_gradient_sign, pixels_to_eps)
-from .compare import compare_maps, to_2d  # noqa: E402
-from .data import deprocess, load_image, sample_image, sample_photos  # noqa: E402
-from .gradcam import gradcam  # noqa: E402
-from .integrated_gradients import IGResult, integrated_gradients  # noqa: E402
-from .model import class_labels, load_model, predict, weights_fingerprint  # noqa: E402
+    def __init__(self, loader):
+        self._loader = loader
 
-__version__ = "0.1.0"
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
 
-__all__ = [
-    "DEFAULT_EPS", "DEFAULT_EPS_PIXELS", "IGResult", "class_labels", "compare_maps", "deprocess",
-    "eps_to_pixels", "fgsm", "fgsm_targeted", "gradcam", "integrated_gradients", "iterative_fgsm_targeted", "load_image",
-    "load_model", "loss_gradient_sign", "pixels_to_eps", "predict", "sample_image", "sample_photos",
-    "to_2d", "weights_fingerprint", "__version__",
-]
+    def exec_module(self, module):
+        # Put the real loader back first, so TensorFlow (and importlib.resources) never see the wrapper.
+        module.__spec__.loader = self._loader
+        module.__loader__ = self._loader
+        with _Fd2Closed():
+            self._loader.exec_module(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _QuietTensorFlowFinder:
+    """A one-shot ``sys.meta_path`` finder: the first ``import tensorflow`` (from ``keras``, ``attacks``,
+    ``integrated_gradients``, a notebook, ...) runs through ``_QuietLoader``; then it removes itself."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        if cls in sys.meta_path:
+            sys.meta_path.remove(cls)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+if "tensorflow" not in sys.modules and _QuietTensorFlowFinder not in sys.meta_path:
+    sys.meta_path.insert(0, _QuietTensorFlowFinder)
+
+
+def __getattr__(name: str):
+    """Import a public name from its module on first access (PEP 562)."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+class _Package(types.ModuleType):
+    """The package's module type: a submodule that shares its name with a public function (``gradcam``,
+    ``integrated_gradients``) never replaces the function as ``xh.<name>`` when it is imported."""
+
+    def __setattr__(self, name, value):
+        if (isinstance(value, types.ModuleType) and _PUBLIC.get(name) == name
+                and value.__name__ == f"{__name__}.{name}" and hasattr(value, name)):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -19,17 +19,24 @@ after, how alike the clean and adversarial maps are (``compare_maps``), IG's com
 fingerprint of the weights.
 
 Bad input (a missing or non-image file, an unknown class, eps or steps out of range, an output path that
-cannot be written) ends with exit status 2 and one line on stderr, checked before the model is loaded
-wherever possible. Progress goes to stderr; the table and the ``wrote ...`` lines go to stdout.
+cannot be written, that is the photo or another output, or that exists already without ``--force``) ends
+with exit status 2 and one line on stderr, checked before the model is loaded. Outputs are written whole or
+not at all (``outputs``: temporary file, fsync, rename). A targeted attack that misses its class still
+writes its outputs, says so on stderr and in the figure, and exits with status 3. Progress goes to stderr;
+the table and the ``wrote ...`` lines (absolute paths) go to stdout. Building the parser imports neither
+TensorFlow nor the study, so ``--help`` and ``--version`` answer at once.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import json
 import math
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -48,6 +55,27 @@ MIN_STEPS, MAX_STEPS = 2, 4096
 #: Iterations of the targeted attack (``iterative_fgsm_targeted``).
 DEFAULT_ITERATIONS = 10
 TOP = 5
+#: Exit statuses, listed by ``--help`` (``EXIT_STATUS_HELP``).
+EXIT_OK, EXIT_BAD_INPUT, EXIT_TARGET_MISSED, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_STATUS_HELP = ("exit status: 0 done; 2 bad input (one line on stderr, nothing written); 3 the targeted "
+                    "attack missed its class (figure and JSON written, the miss said on stderr and in the "
+                    "figure); 130 interrupted (Ctrl-C)")
+#: Integrated Gradients' choices and defaults, the values of ``integrated_gradients``'s METHODS, BASELINES,
+#: DEFAULT_METHOD and DEFAULT_STEPS (a test checks they agree), so that the parser needs no TensorFlow.
+IG_METHODS = ("riemann_right", "trapezoid", "gauss_legendre")
+IG_BASELINES = ("black", "zeros", "blur")
+IG_DEFAULT_METHOD, IG_DEFAULT_STEPS = "trapezoid", 128
+#: One pixel level in model units and the default eps in levels (``attacks.pixels_to_eps(1)``,
+#: ``attacks.DEFAULT_EPS_PIXELS``; a test checks they agree).
+LEVEL = 2.0 / 255.0
+DEFAULT_EPS_LEVELS = 1.0
+#: IG path points per compiled chunk in ``explain`` (``integrated_gradients_batch(batch_size=...)``),
+#: chosen for memory. The compiled IG loop runs one chunk at a time, so the peak follows the chunk size:
+#: whole ``explain`` at default settings on 2 cores peaks at about 1.3 GiB with 16 (0.96x the IG throughput
+#: of the library default 32, which peaks at about 1.7 GiB).
+EXPLAIN_IG_BATCH = 16
+#: What each explainer differentiates, in plain words (figure titles, the printed table).
+TARGET_WORDS = {"logits": "class score (logit)", "softmax": "class probability (softmax)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,8 +110,8 @@ def _finite_float(text: str) -> float:
 
 def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``explain`` sub-command's arguments to ``parser``."""
-    from .integrated_gradients import BASELINES, DEFAULT_METHOD, DEFAULT_STEPS, METHODS
-
+    BASELINES, DEFAULT_METHOD, DEFAULT_STEPS, METHODS = (IG_BASELINES, IG_DEFAULT_METHOD, IG_DEFAULT_STEPS,
+                                                         IG_METHODS)
     parser.add_argument("image", metavar="IMAGE",
                         help="the photo to explain: JPEG, PNG, WebP, BMP, ... of any size (>= 32 px a side) "
                              "and any colour mode; it is resized whole to 224 x 224")
@@ -112,10 +140,21 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                              "assignment's formula)")
     parser.add_argument("--baseline", choices=BASELINES, default="black",
                         help="IG baseline image (default black)")
+    parser.add_argument("--model", metavar="NAME|PATH", default="MobileNetV2",
+                        help="the classifier: a keras.applications name (MobileNetV2, ResNet50, "
+                             "EfficientNetB0, MobileNetV3Small, DenseNet121, ConvNeXtTiny, ...; default "
+                             "MobileNetV2) or the path of a .keras model file that takes the [-1, 1] input "
+                             "itself; eps stays in 0-255 pixel levels for every model")
+    parser.add_argument("--weights", metavar="imagenet|none|PATH", default="imagenet",
+                        help="'imagenet' (Keras's weights, from $KERAS_HOME/models or downloaded; default), "
+                             "'none' (random initialisation, seeded: offline trials) or a weights file")
     parser.add_argument("--out", metavar="FILE.png", default=None,
                         help="figure to write (PNG, or any format matplotlib knows by its suffix); default "
                              "<photo name>_explained.png in the current folder")
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write the numbers as JSON")
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write the numbers as JSON (not the photo, not the --out file)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out and --json files that exist already (without it: exit status 2)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress and no table; only the 'wrote ...' lines (and warnings)")
 
@@ -137,19 +176,43 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                     "its own top-1 class, with Grad-CAM and Integrated Gradients. Writes a figure "
                     "(original / perturbation / adversarial, then Grad-CAM and IG of both) and prints "
                     "top-5 before and after, map-comparison numbers, IG's completeness error and the "
-                    "weights' fingerprint. Exit status 2 with one line on stderr for bad input.")
+                    "weights' fingerprint.", epilog=EXIT_STATUS_HELP)
     add_explain_arguments(explain)
     explain.set_defaults(func=run_explain, _prog=explain.prog)
-    try:
-        from . import study
-    except ImportError:  # the study module is optional: without it the sub-command is not offered
-        study = None
-    if study is not None:
+    # The study sub-command is offered when its module exists; it is imported only when it runs.
+    if importlib.util.find_spec(f"{__package__}.study") is not None:
         sub = commands.add_parser("study", help="run the many-photo study on the ImageNet sample photos",
-                                  description="Run the many-photo study and write its CSV tables.")
-        study.add_arguments(sub)
-        sub.set_defaults(func=study.run_from_args, _prog=sub.prog)
+                                  description="Run the many-photo study and write its CSV tables (resumable: "
+                                              "run the same command again to continue).",
+                                  epilog="exit status: 0 done; 2 bad input, or a table that cannot be "
+                                         "resumed (one line on stderr); 130 interrupted by Ctrl-C or SIGTERM "
+                                         "('interrupted, N rows kept in FILE' on stderr)")
+        add_study_arguments(sub)
+        sub.set_defaults(func=_run_study, _prog=sub.prog)
     return parser
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``study`` sub-command's options to ``parser`` (``study.add_arguments`` calls this)."""
+    parser.add_argument("--photos", type=_integer, default=300,
+                        help="number of photos (classes) to analyse, in the seeded study order (max 1000)")
+    parser.add_argument("--out", default="results/study.csv",
+                        help="CSV file to write; an existing one is resumed when it was made with the same "
+                             "settings, weights and xai_helpers version, and refused otherwise")
+    parser.add_argument("--force-new", action="store_true",
+                        help="when --out exists, rename it to <name>.old.csv (.old2.csv, ...) and start a "
+                             "new table instead of resuming it")
+    parser.add_argument("--batch-size", type=_integer, default=8, help="photos per batch (default 8)")
+    parser.add_argument("--sanity-photos", type=_integer, default=20,
+                        help="photos for the cascading-randomisation sanity check (0 to skip)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    """Run ``study`` (imported here, so that ``--help`` needs neither it nor TensorFlow)."""
+    from . import study
+
+    return study.run_from_args(args)
 
 
 def _prog_name() -> str:
@@ -167,22 +230,48 @@ def _subcommands(parser: argparse.ArgumentParser) -> set[str]:
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return the exit status.
 
-    0 = done; 2 = bad input (one line on stderr, never a traceback); 130 = interrupted.
+    0 = done; 2 = bad input (one line on stderr, never a traceback); 3 = ``explain``'s targeted attack
+    missed its class (outputs written); 130 = interrupted (Ctrl-C; the study also on SIGTERM).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(prog)
-    if not argv or (argv[0] not in _subcommands(parser) and argv[0] not in ("-h", "--help", "--version")):
-        argv.insert(0, "explain")
-    args = parser.parse_args(argv)
-    prog = getattr(args, "_prog", parser.prog)
+    from_command_line = argv is None
+    previous = _sigterm_as_interrupt()  # SIGTERM ends a run like Ctrl-C: a message and exit 130
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, OSError) as err:  # the package's one-sentence input errors
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(prog)
+        if not argv or (argv[0] not in _subcommands(parser) and argv[0] not in ("-h", "--help", "--version")):
+            argv.insert(0, "explain")
+        args = parser.parse_args(argv)
+        prog = getattr(args, "_prog", parser.prog)
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except (ValueError, TypeError, OSError) as err:  # the package's one-sentence input errors
+            print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    finally:
+        if from_command_line and previous is not None:
+            # The run is over and its outputs are in place: a Ctrl-C or SIGTERM during the interpreter's
+            # (and TensorFlow's) shutdown can change nothing, so it must not turn into a traceback or a
+            # different exit status.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        elif previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM raise ``KeyboardInterrupt`` (main thread only); return the previous handler or None."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -225,18 +314,21 @@ def resolve_class(text: str) -> int:
     return hits[0]
 
 
-def _check_explain_args(args: argparse.Namespace) -> tuple[float, Path, Path | None]:
-    """Return (eps in model units, figure path, JSON path) after the checks that need no model."""
-    from .attacks import DEFAULT_EPS_PIXELS, pixels_to_eps
+def _check_explain_args(args: argparse.Namespace) -> tuple[float, dict[str, Path]]:
+    """Return (eps in model units, {"--out": figure, "--json": JSON (when asked)}) as absolute paths, after
+    every check that needs no model: eps, steps, iterations, the figure's format, and the outputs
+    (``outputs.check_outputs``: writable folder, not the photo, not each other, not existing unless
+    ``--force``)."""
+    from .outputs import check_outputs
 
     if args.eps_units == "levels":
-        levels = DEFAULT_EPS_PIXELS if args.eps is None else args.eps
+        levels = DEFAULT_EPS_LEVELS if args.eps is None else args.eps
         if not 0.0 <= levels <= MAX_EPS_LEVELS:
             raise ValueError(f"--eps must be between 0 and {MAX_EPS_LEVELS:g} pixel levels (0-255 scale), "
                              f"got {levels:g}.")
-        eps = pixels_to_eps(levels)
+        eps = levels * LEVEL
     else:
-        eps = pixels_to_eps(DEFAULT_EPS_PIXELS) if args.eps is None else args.eps
+        eps = DEFAULT_EPS_LEVELS * LEVEL if args.eps is None else args.eps
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"--eps must be between 0 and 1 in model units (--eps-units model), "
                              f"got {eps:g}.")
@@ -246,28 +338,16 @@ def _check_explain_args(args: argparse.Namespace) -> tuple[float, Path, Path | N
         raise ValueError(f"--iterations must be between 1 and 1000, got {args.iterations}.")
     image = Path(args.image)
     out = Path(args.out) if args.out else Path.cwd() / f"{image.stem}_explained.png"
-    _check_writable(out, "--out")
-    fmt = out.suffix.lower().lstrip(".")
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no window; must precede pyplot's first import
     from matplotlib.backend_bases import FigureCanvasBase
 
-    if fmt not in FigureCanvasBase.get_supported_filetypes():
+    if out.suffix.lower().lstrip(".") not in FigureCanvasBase.get_supported_filetypes():
         raise ValueError(f"--out must end with an image suffix such as .png, .pdf or .svg, got {out.name!r}.")
-    if image.exists() and out.exists() and out.resolve() == image.resolve():
-        raise ValueError(f"--out {out} is the input photo itself; choose another file name.")
-    json_path = Path(args.json) if args.json else None
-    if json_path is not None:
-        _check_writable(json_path, "--json")
-    return eps, out, json_path
-
-
-def _check_writable(path: Path, option: str) -> None:
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a folder; give a file name.")
-    if not path.parent.is_dir():
-        raise ValueError(f"{option}: the folder {path.parent} does not exist.")
+    paths = check_outputs({"--out": out, "--json": args.json}, inputs=[image],
+                          force=getattr(args, "force", False))
+    return eps, paths
 
 
 class _Stages:
@@ -297,7 +377,7 @@ def _show_warning(prog: str):
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    """Run ``explain`` from parsed arguments; return the exit status (0)."""
+    """Run ``explain`` from parsed arguments; return the exit status (0; 3: a targeted attack missed)."""
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning(getattr(args, "_prog", "xai_helpers"))
         return _run_explain(args)
@@ -307,8 +387,10 @@ def _run_explain(args: argparse.Namespace) -> int:
     from .data import load_image
 
     started = time.perf_counter()
-    eps, out, json_path = _check_explain_args(args)
+    eps, paths = _check_explain_args(args)
+    out, json_path = paths["--out"], paths.get("--json")
     x = load_image(args.image)  # missing or undecodable file: one sentence, before the model is loaded
+    _release_freed_memory()  # a big photo's decoded pixels, freed: give them back before TensorFlow comes
     target_class = resolve_class(args.target_class) if args.target_class is not None else None
 
     from . import plotting  # noqa: F401  (after matplotlib.use("Agg") above)
@@ -316,7 +398,8 @@ def _run_explain(args: argparse.Namespace) -> int:
     from .compare import compare_maps, to_2d
     from .gradcam import gradcam
     from .integrated_gradients import integrated_gradients_batch
-    from .model import load_model, predict, weights_fingerprint
+    from .model import load_model, predict, probabilities, weights_fingerprint
+    from .outputs import PendingFiles, absolute
 
     sets = list(TARGET_SETS) if args.targets == "both" else [args.targets]
     stage_names = ["loading MobileNetV2", "attack"]
@@ -330,9 +413,10 @@ def _run_explain(args: argparse.Namespace) -> int:
     def stage():
         stages.start(next(names))
 
+    files = PendingFiles()  # the figure and the JSON are renamed into place together, at the end
     try:
         stage()
-        model = load_model()
+        model = load_model(args.model, args.weights)
         stages.done()
 
         stage()
@@ -346,43 +430,55 @@ def _run_explain(args: argparse.Namespace) -> int:
 
         pair = np.stack([x, adv])
         classes = [clean_top[0].class_index, adv_top[0].class_index]
-        explanations, maps = [], {}
+        explanations, maps, comparisons = [], {}, {}
         for name in sets:
             gc_target, ig_target = TARGET_SETS[name]
             stage()
             cams = gradcam(model, pair, classes, target=gc_target)
+            _release_freed_memory()
             stages.done()
             stage()
             igs = integrated_gradients_batch(model, pair, classes, target=ig_target, baseline=args.baseline,
-                                             steps=args.steps, method=args.method)
+                                             steps=args.steps, method=args.method,
+                                             batch_size=EXPLAIN_IG_BATCH)
+            _release_freed_memory()  # what IG freed goes back to the system before the next stage
             stages.done()
             ig_maps = [to_2d(r.attributions) for r in igs]
             maps[name] = (cams, [plotting.normalize_for_display(m) for m in ig_maps])
+            comparisons[name] = (compare_maps(cams[0], cams[1]), compare_maps(ig_maps[0], ig_maps[1]))
             explanations.append({"targets": name, "method": "gradcam", "target": gc_target,
-                                 "compare": compare_maps(cams[0], cams[1])})
+                                 "compare": comparisons[name][0]})
             explanations.append({
                 "targets": name, "method": "integrated_gradients", "target": ig_target,
-                "compare": compare_maps(ig_maps[0], ig_maps[1]), "steps": args.steps,
+                "compare": comparisons[name][1], "steps": args.steps,
                 "quadrature": args.method, "baseline": args.baseline,
                 "clean": _ig_numbers(igs[0]), "adversarial": _ig_numbers(igs[1])})
 
         stage()
         attack = _attack_description(eps, eps_to_pixels(eps), target_class, args.iterations, adv_top)
+        if target_class is None:
+            success = adv_top[0].class_index != clean_top[0].class_index
+        else:
+            success = adv_top[0].class_index == target_class
+            p_clean, p_adv = probabilities(model, pair)[:, target_class]
+            attack["target_probability"] = {"clean": float(p_clean), "adversarial": float(p_adv)}
+        attack["succeeded"] = bool(success)
         fig = explain_figure(x, adv, eps, eps_to_pixels(eps), clean_top[0], adv_top[0], maps,
-                             title=f"{Path(args.image).name}: {attack['description']}")
-        fig.savefig(out, dpi=110)
+                             title=f"{Path(args.image).name}: {attack['description']}",
+                             comparisons=comparisons, target=_target_note(attack))
+        files.write(out, lambda f: fig.savefig(f, format=out.suffix.lower().lstrip("."), dpi=110))
         import matplotlib.pyplot as plt
 
         plt.close(fig)
         stages.done()
+    except BaseException:
+        files.discard()
+        raise
     finally:
         stages.close()
 
-    success = (adv_top[0].class_index != clean_top[0].class_index) if target_class is None \
-        else adv_top[0].class_index == target_class
-    attack["succeeded"] = bool(success)
     report = {
-        "image": str(args.image),
+        "image": str(absolute(args.image)),
         "figure": str(out),
         "eps": {"levels": eps_to_pixels(eps), "model_units": eps},
         "attack": attack,
@@ -394,13 +490,47 @@ def _run_explain(args: argparse.Namespace) -> int:
         "versions": _versions(),
         "seconds": time.perf_counter() - started,
     }
+    with files:
+        if json_path is not None:
+            files.write_text(json_path, json.dumps(_jsonable(report), indent=2) + "\n")
+        files.commit()
     if not args.quiet:
         print(format_report(report))
     print(f"wrote {out}")
     if json_path is not None:
-        json_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
         print(f"wrote {json_path}")
-    return 0
+    if target_class is not None and not success:
+        name, p_target = attack["target_class"]["name"], attack["target_probability"]["adversarial"]
+        print(f"{getattr(args, '_prog', 'xai_helpers')}: warning: the targeted attack missed: the "
+              f"adversarial image is {adv_top[0].name} ({adv_top[0].probability:.1%}), and {name} has "
+              f"{p_target:.1%} (it had {attack['target_probability']['clean']:.1%}); try a larger --eps or "
+              f"more --iterations (exit status {EXIT_TARGET_MISSED}).", file=sys.stderr)
+        return EXIT_TARGET_MISSED
+    return EXIT_OK
+
+
+def _release_freed_memory() -> None:
+    """Return the C heap's freed memory to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    TensorFlow frees a gradient pass's buffers to the C heap, which keeps them, so the next stage (the
+    figure) would stack its memory on top; trimming lowered ``explain``'s peak by ~300 MB.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _target_note(attack: dict) -> str | None:
+    """Return the figure's line about a targeted attack's target ("target X: p% (missed)"), or None."""
+    if attack.get("target_class") is None:
+        return None
+    p = attack["target_probability"]["adversarial"]
+    outcome = "reached" if attack["succeeded"] else "MISSED"
+    return f"target {attack['target_class']['name']}: {p:.1%} ({outcome})"
 
 
 def _ig_numbers(result) -> dict[str, float]:
@@ -450,23 +580,29 @@ _IG_DELTA_HEADER = "IG |delta|/|F(x)-F(x')| clean, adv"
 
 def format_report(report: dict) -> str:
     """Return the text table ``explain`` prints: top-5 before/after, map comparison, IG delta, weights."""
-    lines = [f"photo:   {report['image']}",
-             f"attack:  {report['attack']['description']}; "
-             f"{'succeeded' if report['attack']['succeeded'] else 'did not change the top-1 class'}"]
+    attack = report["attack"]
+    if attack.get("target_class") is None:
+        outcome = "changed the top-1 class" if attack["succeeded"] else "did not change the top-1 class"
+    else:
+        p = attack["target_probability"]["adversarial"]
+        outcome = (f"reached its target ({attack['target_class']['name']} {p:.1%})" if attack["succeeded"]
+                   else f"MISSED its target: {attack['target_class']['name']} has {p:.1%}")
+    lines = [f"photo:   {report['image']}", f"attack:  {attack['description']}; {outcome}"]
     lines += ["", f"{'':3}{'clean':<34}{'adversarial':<34}"]
     for k, (a, b) in enumerate(zip(report["clean"]["top5"], report["adversarial"]["top5"]), start=1):
         lines.append(f"{k:<3}{_pred(a):<34}{_pred(b):<34}")
     lines += ["", "maps: clean image (its top-1 class) vs adversarial image (its top-1 class)",
-              f"{'method':<10}{'target':<9}{'top-10% IoU':>12}{'Spearman':>10}{'CoM shift':>11}"
+              f"{'map (what it explains)':<45}{'top-10% IoU':>12}{'Spearman':>10}{'CoM shift':>11}"
               f"{_IG_DELTA_HEADER:>37}"]
     for e in report["explanations"]:
         c = e["compare"]
         method = "Grad-CAM" if e["method"] == "gradcam" else "IG"
+        label = f"{method} of the {TARGET_WORDS.get(e['target'], e['target'])}"
         delta = ""
         if e["method"] == "integrated_gradients":
             delta = f"{e['clean']['relative_delta']:.2%}, {e['adversarial']['relative_delta']:.2%}" \
                     f" ({e['steps']} {e['quadrature']})"
-        lines.append(f"{method:<10}{e['target']:<9}{c['top_iou']:>12.2f}{c['spearman']:>10.2f}"
+        lines.append(f"{label:<45}{c['top_iou']:>12.2f}{c['spearman']:>10.2f}"
                      f"{c['com_shift_px']:>9.1f}px{delta:>37}")
     worst = max((e[side]["relative_delta"] for e in report["explanations"]
                  if e["method"] == "integrated_gradients" for side in ("clean", "adversarial")), default=0.0)
@@ -483,24 +619,29 @@ def _pred(p: dict) -> str:
 
 
 def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float, clean_top1, adv_top1,
-                   maps: dict, title: str | None = None):
+                   maps: dict, title: str | None = None, *, comparisons: dict | None = None,
+                   target: str | None = None):
     """Return the figure: row 1 original / perturbation / adversarial (assignment Fig 1); rows 2-3 each
-    image with its Grad-CAM and IG overlays (assignment Fig 5), one pair of columns per target set.
+    image with its Grad-CAM and IG overlays (assignment Fig 5), one pair of columns per target set, each
+    column titled with what its map explains in plain words.
 
-    ``maps[name] = (gradcam maps [clean, adv], IG maps scaled for display [clean, adv])``.
+    ``maps[name] = (gradcam maps [clean, adv], IG maps scaled for display [clean, adv])``;
+    ``comparisons[name] = (compare_maps of the Grad-CAM pair, of the IG pair)``, written under the
+    adversarial maps (how alike they are to the clean ones); ``target``: a line about a targeted attack's
+    target class (its probability, reached or missed), shown under the adversarial image.
     """
     import matplotlib.pyplot as plt
 
     from .plotting import overlay, show_image, show_perturbation
 
     cols = 1 + 2 * len(maps)
-    fig, axes = plt.subplots(3, cols, figsize=(2.7 * cols + 0.9, 3 * 2.9), squeeze=False,
+    fig, axes = plt.subplots(3, cols, figsize=(2.7 * cols + 0.9, 3 * 3.2), squeeze=False,
                              constrained_layout=True)
     labels = [f"{p.name} {p.probability:.1%}" for p in (clean_top1, adv_top1)]
     show_image(axes[0, 0], x, f"Original\n{labels[0]}")
     show_perturbation(axes[0, 1], adv - x, eps,
                       f"Perturbation, eps = {eps_pixels:g}/255\n(grey = 0, scaled to +-eps)")
-    show_image(axes[0, 2], adv, f"Adversarial\n{labels[1]}")
+    show_image(axes[0, 2], adv, f"Adversarial\n{labels[1]}" + (f"\n{target}" if target else ""))
     for ax in axes[0, 3:]:
         ax.axis("off")
     im = None
@@ -508,10 +649,13 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
         show_image(axes[row, 0], image, f"{kind}: {labels[row - 1]}")
         col = 1
         for name, (cams, igs) in maps.items():
-            gc_target, ig_target = TARGET_SETS[name]
-            tag = f"{name}: " if len(maps) > 1 else ""
-            overlay(axes[row, col], image, cams[row - 1], f"{tag}Grad-CAM ({gc_target})")
-            im = overlay(axes[row, col + 1], image, igs[row - 1], f"{tag}IG ({ig_target})")
+            pair_numbers = (comparisons or {}).get(name, (None, None))
+            for k, (method, what, panel_maps) in enumerate(zip(("Grad-CAM", "IG"), TARGET_SETS[name],
+                                                               (cams, igs))):
+                panel_title = f"{method} of the\n{TARGET_WORDS[what]}"
+                if row == 2 and pair_numbers[k] is not None:
+                    panel_title += "\n" + _overlap_words(pair_numbers[k])
+                im = overlay(axes[row, col + k], image, panel_maps[row - 1], panel_title)
             col += 2
     if im is not None:
         fig.colorbar(im, ax=axes[1:, 1:].ravel().tolist(), shrink=0.8,
@@ -521,4 +665,13 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
     return fig
 
 
-__all__ = ["build_parser", "explain_figure", "format_report", "main", "resolve_class", "run_explain"]
+def _overlap_words(c: dict) -> str:
+    """Return ``compare_maps`` numbers as the figure shows them under an adversarial map."""
+    def num(v, fmt):
+        return format(v, fmt) if v is not None and math.isfinite(v) else "undefined"
+    return (f"vs clean: top-10% IoU {num(c['top_iou'], '.2f')}\nSpearman {num(c['spearman'], '.2f')}, "
+            f"shift {num(c['com_shift_px'], '.0f')} px")
+
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TARGET_MISSED", "add_study_arguments",
+           "build_parser", "explain_figure", "format_report", "main", "resolve_class", "run_explain"]

@@ -8,6 +8,8 @@ assignment's figures and Ghorbani et al.).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage, stats
 
@@ -59,23 +61,39 @@ def compare_maps(a: np.ndarray, b: np.ndarray,
     """Return how alike two maps of one image are.
 
     * ``top_iou``: |T_a & T_b| / |T_a | T_b| for the top-``top_fraction`` pixel sets T (1 = same region);
-    * ``spearman``: Spearman rank correlation of all pixel values (1 = same ranking; nan if a map is
-      constant);
+    * ``spearman``: Spearman rank correlation of all pixel values (1 = same ranking);
     * ``com_shift_px``: Euclidean distance between the centres of mass, in pixels of the 224 x 224 image.
 
-    (H, W, C) attributions are reduced with ``to_2d`` first.
+    (H, W, C) attributions are reduced with ``to_2d`` first. A measure that a map cannot define is NaN,
+    with a ``RuntimeWarning``, never a score: a constant map (e.g. an all-zero Grad-CAM) has no top region
+    and no ranking, so ``top_iou`` and ``spearman`` are NaN; a map with no positive mass has no centre of
+    mass, so ``com_shift_px`` is NaN (a constant positive map's centre is the image centre).
     """
     a2, b2 = (to_2d(m) if np.ndim(m) == 3 else check_map(m) for m in (a, b))
     if a2.shape != b2.shape:
         raise ValueError(f"The maps must have the same shape, got {a2.shape} and {b2.shape}.")
     mask_a, mask_b = top_mask(a2, top_fraction), top_mask(b2, top_fraction)
-    iou = np.logical_and(mask_a, mask_b).sum() / np.logical_or(mask_a, mask_b).sum()
-    if np.ptp(a2) == 0 or np.ptp(b2) == 0:
-        rho = float("nan")
+    constant = [name for name, m in (("a", a2), ("b", b2)) if np.ptp(m) == 0]
+    massless = [name for name, m in (("a", a2), ("b", b2)) if np.maximum(m, 0.0).sum() <= 0]
+    nan = float("nan")
+    if constant:
+        iou = rho = nan
     else:
+        iou = float(np.logical_and(mask_a, mask_b).sum() / np.logical_or(mask_a, mask_b).sum())
         rho = float(stats.spearmanr(a2.ravel(), b2.ravel()).statistic)
-    shift = float(np.hypot(*np.subtract(center_of_mass(a2), center_of_mass(b2))))
-    return {"top_iou": float(iou), "spearman": rho, "com_shift_px": shift}
+    shift = nan if massless else float(np.hypot(*np.subtract(center_of_mass(a2), center_of_mass(b2))))
+    if constant or massless:
+        reasons = []
+        if constant:
+            reasons.append(f"map {' and '.join(constant)} {'is' if len(constant) == 1 else 'are'} constant")
+        if massless:
+            reasons.append(f"map {' and '.join(massless)} {'has' if len(massless) == 1 else 'have'} no "
+                           f"positive mass")
+        undefined = (["top_iou", "spearman"] if constant else []) + (["com_shift_px"] if massless else [])
+        verb = "is" if len(undefined) == 1 else "are"
+        warnings.warn(f"compare_maps: {' and '.join(reasons)}, so {', '.join(undefined)} {verb} undefined "
+                      f"(NaN).", RuntimeWarning, stacklevel=2)
+    return {"top_iou": iou, "spearman": rho, "com_shift_px": shift}
 
 
 def mass_fraction(saliency: np.ndarray, region: np.ndarray) -> float:

@@ -13,6 +13,16 @@ Colour policy: grayscale (L, I;16, I), palette, CMYK and LA/RGBA are converted t
 samples are scaled by 255/65535 (not clipped, as PIL's own ``convert("L")`` would); transparency is
 composited over white with a warning, because it changes what the model sees. EXIF orientation is
 applied, so a photo is analysed the way it is displayed.
+
+Memory policy: a photo is shrunk *before* any colour conversion, so that loading costs about its decoded
+size and never several full-size copies. JPEG decodes at 1/2, 1/4 or 1/8 scale (``draft``). Other formats
+are decoded whole (at most ``MAX_PIXELS`` x 4 bytes, ~716 MB, for the widest mode Pillow decodes to) and
+then box-reduced by an integer factor to at most ~2 x 224 px a side: in place for the modes
+``Image.reduce`` averages (L, LA, RGB, RGBA, CMYK, I); in horizontal strips of a few MB, each converted
+and reduced on its own, for the others (palette, 16-bit grey, ...). 16-bit samples are averaged at full
+precision before they are scaled to 8 bits. Floating-point images are refused before they are decoded.
+Photos whose sides are under ~900 px (the 1000 sample photos among them) are never reduced, so this
+changes nothing for them.
 """
 from __future__ import annotations
 
@@ -151,22 +161,77 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+#: Modes whose pixels ``Image.reduce`` averages correctly in place (one box mean per channel).
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "I")
+#: Budget of one strip of ``_reduce_in_strips`` / ``_reduce_16bit`` (its converted copy), in bytes.
+STRIP_BYTES = 16 * 2 ** 20
+
+
 def _shrink(image: Image.Image) -> Image.Image:
     """Return a non-JPEG ``image`` box-reduced by an integer factor per axis to at most ~4 x 224 px a side.
 
     JPEG decodes at reduced scale through ``draft``; other formats (PNG, TIFF, ...) are decoded at full
-    size, and shrinking in the image's own mode before any colour conversion keeps a 10000 x 10000 photo
-    from costing 300-400 MB per RGB copy. Palette and 16-bit images (which ``Image.reduce`` cannot
-    average) are left to ``_to_rgb``.
+    size, and shrinking before any colour conversion keeps a 13000 x 13000 photo from costing gigabytes
+    of full-size copies (module docstring: memory policy). ``REDUCIBLE_MODES`` are reduced in place;
+    16-bit grey becomes 8-bit grey through ``_reduce_16bit``; every other mode (palette, PA, premultiplied,
+    YCbCr, ...) is converted strip by strip to RGB, or RGBA when it has transparency, and reduced
+    (``_reduce_in_strips``).
     """
     factors = tuple(max(1, side // (2 * IMAGE_SIZE)) for side in image.size)
     if factors == (1, 1) or image.format == "JPEG":
         return image
     if image.mode == "1":
         image = image.convert("L")
-    elif image.mode not in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
-        return image
-    return image.reduce(factors)
+    if image.mode in REDUCIBLE_MODES:
+        return image.reduce(factors)
+    if image.mode.startswith("I;16"):
+        return _reduce_16bit(image, factors)
+    has_alpha = "A" in image.mode or "a" in image.mode or "transparency" in image.info
+    return _reduce_in_strips(image, factors, "RGBA" if has_alpha else "RGB")
+
+
+def _strip_rows(width: int, bytes_per_pixel: int, factor: int) -> int:
+    """Return the rows of one strip: a multiple of ``factor``, about ``STRIP_BYTES`` of converted pixels."""
+    return max(factor, STRIP_BYTES // max(1, width * bytes_per_pixel) // factor * factor)
+
+
+def _reduce_in_strips(image: Image.Image, factors: tuple[int, int], mode: str) -> Image.Image:
+    """Return ``image`` converted to ``mode`` and box-reduced by ``factors``, one strip of rows at a time.
+
+    The same result as ``image.convert(mode).reduce(factors)`` (strips start on multiples of the row
+    factor), without the full-size converted copy. An RGBA result without any transparent pixel is
+    returned as RGB.
+    """
+    fx, fy = factors
+    width, height = image.size
+    out = Image.new(mode, (-(-width // fx), -(-height // fy)))
+    rows = _strip_rows(width, 4, fy)
+    transparent = False
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows))).convert(mode)
+        if mode == "RGBA" and not transparent:
+            transparent = strip.getextrema()[3][0] < 255
+        out.paste(strip.reduce(factors), (0, top // fy))
+    return out if mode != "RGBA" or transparent else out.convert("RGB")
+
+
+def _reduce_16bit(image: Image.Image, factors: tuple[int, int]) -> Image.Image:
+    """Return 16-bit grey ``image`` as 8-bit grey, box-averaged by ``factors`` at full precision, then
+    scaled by 255/65535 and rounded (the colour policy), one strip of rows at a time."""
+    fx, fy = factors
+    width, height = image.size
+    out = np.empty((-(-height // fy), -(-width // fx)), np.uint8)
+    columns = np.arange(0, width, fx)
+    column_counts = np.diff(np.append(columns, width))
+    rows = _strip_rows(width, 8, fy)
+    for top in range(0, height, rows):
+        strip = np.asarray(image.crop((0, top, width, min(height, top + rows))), dtype=np.float64)
+        starts = np.arange(0, strip.shape[0], fy)
+        counts = np.diff(np.append(starts, strip.shape[0]))
+        sums = np.add.reduceat(np.add.reduceat(strip, starts, axis=0), columns, axis=1)
+        means = sums / np.outer(counts, column_counts)
+        out[top // fy:top // fy + len(starts)] = np.clip(np.rint(means * (255.0 / 65535.0)), 0, 255)
+    return Image.fromarray(out)  # uint8 (H, W): mode L
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -194,6 +259,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 if min(width, height) < MIN_SIDE:
                     raise ValueError(f"{path} is {width} x {height} pixels; both sides must be at "
                                      f"least {MIN_SIDE} px.")
+                if image.mode == "F":  # refused before its (4 bytes a pixel) samples are decoded
+                    raise ValueError("Floating-point images are not supported; save the photo as 8- or "
+                                     "16-bit.")
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale: a huge photo never occupies full memory.
                 image.draft("RGB", (2 * IMAGE_SIZE, 2 * IMAGE_SIZE))
                 image.load()

@@ -151,6 +151,9 @@ class _PathIntegrator:
             per_chunk = tf.maximum(batch_size // n_images, 1)
             total = tf.zeros_like(x)
             for start in tf.range(0, n_alphas, per_chunk):
+                # One chunk at a time: the while loop would otherwise run up to 10 chunks concurrently,
+                # multiplying peak memory (attributions are bit-identical either way).
+                tf.autograph.experimental.set_loop_options(parallel_iterations=1)
                 chunk_alphas = alphas[start:start + per_chunk]
                 chunk_weights = weights[start:start + per_chunk]
                 k = tf.shape(chunk_alphas)[0]

@@ -19,9 +19,7 @@ Everything is seeded; rows are appended to a CSV as batches finish, so a long ru
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import sys
 import time
 from collections.abc import Sequence
@@ -31,11 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from .attacks import PGD_STEPS, loss_gradient_signs, pgd_batch, pixels_to_eps
-from .compare import compare_maps, to_2d, top_mask
+from .compare import compare_maps
 from .data import load_image, sample_image, sample_photos
-from .gradcam import gradcam
-from .integrated_gradients import adaptive_integrated_gradients_batch, integrated_gradients_batch
-from .interventions import effect_shares, random_masks, signed_map
+from .analysis import IGSettings, explain, intervene
 # One module per idea; re-exported so that ``study.<name>`` keeps working for the chapters.
 from .detection import detection_auc  # noqa: F401
 from .faithfulness import class_probability_curves, curve_auc, deletion_insertion_images  # noqa: F401
@@ -172,14 +168,12 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
     # Four (image, class) pairs per photo: clean/true, adv/adv, adv/true, noisy/true.
     images = np.concatenate([xs, adv, adv, noisy])
     classes = truth + adv_cls + truth + truth
-    gc_logit = gradcam(model, images, classes, target="logits")
-    ig_kw = dict(baseline=settings.ig_baseline, steps=settings.ig_steps, method=settings.ig_method)
-    ig_soft = integrated_gradients_batch(model, images, classes, target="softmax", **ig_kw)
+    ig = IGSettings(steps=settings.ig_steps, method=settings.ig_method, baseline=settings.ig_baseline)
+    gc_logit, _ = explain(model, images, classes, "gradcam", "logits")
+    ig_soft_2d, ig_soft = explain(model, images, classes, "ig", "softmax", ig)
     # Reversed targets, on clean/true and adv/adv.
-    gc_soft = gradcam(model, images[:2 * n], classes[:2 * n], target="softmax")
-    ig_logit = integrated_gradients_batch(model, images[:2 * n], classes[:2 * n], target="logits", **ig_kw)
-    ig_soft_2d = [to_2d(r.attributions) for r in ig_soft]
-    ig_logit_2d = [to_2d(r.attributions) for r in ig_logit]
+    gc_soft, _ = explain(model, images[:2 * n], classes[:2 * n], "gradcam", "softmax")
+    ig_logit_2d, ig_logit = explain(model, images[:2 * n], classes[:2 * n], "ig", "logits", ig)
 
     curve_images, curve_classes, curve_names = [], [], []
     for i, row in enumerate(rows):
@@ -229,15 +223,15 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
 
 def _intervention_columns(model, xs: np.ndarray, adv: np.ndarray, rows: list[dict], truth: Sequence[int],
                           adv_cls: Sequence[int], maps: dict, settings: StudySettings) -> None:
-    """Add the causal columns (``xai_helpers.interventions``) to the rows of the fooled photos.
+    """Add the causal columns (``analysis.intervene``) to the rows of the fooled photos.
 
     Per fooled photo, with m = z_true - z_adv the margin the attack flips:
 
     * ``{gc,ig}_cleanadv_{top_iou,spearman,com_shift_px}``: the control map (clean image explained for the
       adversarial class: the class changed, the image not) compared with the clean image's true-class map;
     * ``kept_{map}``: the share of the attack's change of m kept when the perturbation stays only on the
-      map's top ``top_fraction`` pixels, for each map and for ``kept_random_median`` (median of
-      ``intervention_random_masks`` seeded random pixel sets of the same size);
+      map's top ``top_fraction`` pixels, for each map, and ``kept_random_median`` for
+      ``intervention_random_masks`` seeded random pixel sets of the same size;
     * ``attack_logit_top_share``: the share of the true logit's drop carried by the top pixels of the attack
       attribution (IG from the clean to the adversarial image, refined to 1% completeness; its error and
       cost in ``attack_logit_reldelta`` and ``attack_logit_steps``), and ``kept_attack`` for its top pixels.
@@ -245,120 +239,155 @@ def _intervention_columns(model, xs: np.ndarray, adv: np.ndarray, rows: list[dic
     fooled = [i for i in range(len(xs)) if adv_cls[i] != truth[i]]
     if not fooled:
         return
-    ig_kw = dict(baseline=settings.ig_baseline, steps=settings.ig_steps, method=settings.ig_method)
+    ig = IGSettings(steps=settings.ig_steps, method=settings.ig_method, baseline=settings.ig_baseline)
     classes = [adv_cls[i] for i in fooled]
-    gc_control = gradcam(model, xs[fooled], classes, target="logits")
-    ig_control = [to_2d(r.attributions) for r in
-                  integrated_gradients_batch(model, xs[fooled], classes, target="softmax", **ig_kw)]
-    attributions = adaptive_integrated_gradients_batch(model, adv[fooled], [truth[i] for i in fooled],
-                                                       target="logits", baseline=xs[fooled])
+    gc_control, _ = explain(model, xs[fooled], classes, "gradcam", "logits")
+    ig_control, _ = explain(model, xs[fooled], classes, "ig", "softmax", ig)
     fraction = settings.top_fraction
     for j, i in enumerate(fooled):
         row = rows[i]
         for method, control in (("gc", gc_control[j]), ("ig", ig_control[j])):
             for metric, value in compare_maps(maps[method]["clean"][i], control, fraction).items():
                 row[f"{method}_cleanadv_{metric}"] = value
-        attribution = signed_map(attributions[j].attributions)
-        drop = attribution.sum()
-        toward_attack = np.sign(drop) * attribution
-        row.update({"attack_logit_change": attributions[j].f_x - attributions[j].f_baseline,
-                    "attack_logit_top_share": float(attribution[top_mask(toward_attack, fraction)].sum() / drop),
-                    "attack_logit_reldelta": attributions[j].relative_delta,
-                    "attack_logit_steps": attributions[j].steps})
         ranked = {f"{method}_{kind}": maps[method][kind][i] for method in ("gc", "ig")
                   for kind in ("clean", "advadv", "advtrue")}
-        ranked.update({"gc_cleanadv": gc_control[j], "ig_cleanadv": ig_control[j], "attack": toward_attack})
-        masks = np.concatenate([np.stack([top_mask(m, fraction) for m in ranked.values()]),
-                                random_masks(xs[i].shape[:2], fraction, settings.intervention_random_masks,
-                                             seed=[settings.seed, truth[i]])])
-        shares = effect_shares(model, xs[i], adv[i], masks, truth[i], contrast_class=adv_cls[i])
-        row.update({f"kept_{name}": float(share) for name, share in zip(ranked, shares)})
-        row["kept_random_median"] = float(np.median(shares[len(ranked):]))
+        ranked.update({"gc_cleanadv": gc_control[j], "ig_cleanadv": ig_control[j]})
+        result = intervene(model, xs[i], adv[i], truth[i], adv_cls[i], ranked, fractions=(fraction,),
+                           n_random=settings.intervention_random_masks, seed=[settings.seed, truth[i]],
+                           top_fraction=fraction)
+        attribution = result.attribution
+        row.update({"attack_logit_change": attribution.f_x - attribution.f_baseline,
+                    "attack_logit_top_share": result.attribution_top_share,
+                    "attack_logit_reldelta": attribution.relative_delta,
+                    "attack_logit_steps": attribution.steps})
+        row.update({f"kept_{name}": curve.share_at(fraction) for name, curve in result.curves.items()})
+        row["kept_random_median"] = result.curves["attack"].random_share_at(fraction)
 
 
 # ----------------------------------------------------------------------------------------------------
-# Reading and writing result tables
+# Reading and writing result tables: ``xai_helpers.table`` (re-exported, so ``study.read_table`` works)
+
+from .table import (check_resumable, load_table, read_table, set_aside, table_header,  # noqa: E402,F401
+                    write_table)
+
+import contextlib  # noqa: E402  (the runner's own import, kept in its section)
 
 
-def table_header(settings: StudySettings, n_photos: int, kind: str,
-                 extra: dict[str, object] | None = None) -> list[str]:
-    """Return the '# key: value' lines that open a result CSV (provenance of its numbers).
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped ``run_study``; ``rows_kept`` rows are in the table at ``path``."""
 
-    ``extra`` adds settings particular to one table (e.g. the sanity check's IG steps).
-    """
-    from . import __version__
-
-    fp = weights_fingerprint()
-    return [f"# xai_helpers study table ({kind})", f"# photos: {n_photos}",
-            f"# weights_sha256: {fp['sha256']}", f"# weights_source: {fp['source']}",
-            f"# xai_helpers_version: {__version__}", f"# settings_key: {settings.key()}",
-            f"# settings: {asdict(settings)}"] + [f"# {k}: {v}" for k, v in (extra or {}).items()]
+    def __init__(self, rows_kept: int, path: Path, sanity_written: bool = True):
+        super().__init__(f"interrupted, {rows_kept} rows kept in {path}")
+        self.rows_kept, self.path, self.sanity_written = rows_kept, path, sanity_written
 
 
-def read_table(path: str | Path) -> tuple[dict[str, str], list[dict[str, float | str]]]:
-    """Return (header metadata, rows) of a study CSV; numeric cells become floats, empty cells NaN."""
-    meta, lines = {}, []
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("# ") and ": " in line:
-            key, value = line[2:].split(": ", 1)
-            meta[key] = value
-        elif not line.startswith("#"):
-            lines.append(line)
-    rows = []
-    for raw in csv.DictReader(io.StringIO("\n".join(lines))):
-        rows.append({k: _number(v) for k, v in raw.items()})
-    return meta, rows
+class _ExpectedRetracing:
+    """A logging filter for TensorFlow's "triggered tf.function retracing" warning, which the study gets
+    by design: the sanity check builds a new randomised model per stage, and each new model needs its own
+    trace of the compiled explainers (one trace per model, not a retrace per call)."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
-def _number(text: str) -> float | str:
-    if text == "":
-        return float("nan")  # a column that does not apply to this photo (e.g. maps of a missed photo)
+@contextlib.contextmanager
+def _study_warnings():
+    """Inside: no TensorFlow retracing warning (``_ExpectedRetracing``) and no ``compare_maps`` warning
+    about constant maps, whose NaN cells the table records and the study chapter counts."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("tensorflow")
+    logger.addFilter(_ExpectedRetracing)
     try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def write_table(path: Path, header: list[str], rows: list[dict]) -> None:
-    """Write ``rows`` as CSV under the ``header`` comment lines (columns: union, in first-seen order)."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with open(path, "w", newline="") as f:
-        f.write("\n".join(header) + "\n")
-        writer = csv.DictWriter(f, fieldnames=columns, restval="", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="compare_maps: map", category=RuntimeWarning)
+            yield
+    finally:
+        logger.removeFilter(_ExpectedRetracing)
 
 
 def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = None, batch_size: int = 8,
-              sanity_photos: int = 20, progress: bool = True) -> Path:
+              sanity_photos: int = 20, progress: bool = True, force_new: bool = False) -> Path:
     """Run the study on the first ``n_photos`` photos of ``photo_order`` and write ``out`` (CSV).
 
-    Rows are rewritten after every batch (so an interrupted run keeps its finished photos) and an
-    existing table made with the same settings is resumed. A sanity-check table is written next to it
-    (``<out stem>_sanity.csv``) for the first ``sanity_photos`` correctly classified photos.
+    The table is rewritten atomically after every batch (``table.write_table``: temporary file, fsync,
+    rename), so an interrupted run keeps every finished batch and never leaves a cut table. An existing
+    table is checked (``table.load_table``: damaged or repeated rows raise ``ValueError`` naming the file
+    and line) and resumed when it was made with the same settings, weights and package version; otherwise
+    ``ValueError`` says so in one sentence, unless ``force_new``, which renames it to ``<stem>.old.csv``
+    (``.old2.csv``, ...) and starts a new table. Resumed rows keep their cells' text exactly; rows of photos
+    beyond ``n_photos`` are kept too. A sanity-check table (``<out stem>_sanity.csv``, rewritten whole) is
+    made for the first ``sanity_photos`` correctly classified photos.
+
+    Ctrl-C (``KeyboardInterrupt``) raises ``StudyInterrupted`` with the number of rows kept. Returns the
+    absolute path of ``out``.
     """
+    from .outputs import absolute, check_outputs
+
+    settings = settings or StudySettings()
+    out = absolute(out)
+    sanity_path = out.with_name(out.stem + "_sanity.csv") if sanity_photos else None
+    state: dict = {"rows": [], "kept": None, "new": 0}
+    try:
+        check_outputs({"--out": out, "the sanity table": sanity_path}, force=True)
+        header = table_header(settings, 0, "per photo")
+        if out.exists() or out.is_symlink():
+            if force_new:
+                old = set_aside(out)
+                if sanity_path is not None and sanity_path.exists():
+                    set_aside(sanity_path)
+                print(f"kept the old table as {old}", file=sys.stderr)
+            else:
+                table = load_table(out)
+                check_resumable(table, header)
+                state["rows"] = table.rows
+        state["kept"] = len(state["rows"])
+        with _study_warnings():
+            _run_batches(n_photos, out, settings, batch_size, progress, header, state)
+            if sanity_path is not None:
+                chosen = [int(r["class_index"]) for r in state["rows"] if int(r["clean_correct"])]
+                sanity_rows = sanity_check(state["model"], chosen[:sanity_photos], settings)
+                write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
+                                                      {"sanity_ig_steps": SANITY_IG_STEPS}), sanity_rows)
+    except StudyInterrupted:
+        raise
+    except KeyboardInterrupt:
+        kept = state["kept"] if state["kept"] is not None else rows_on_disk(out)
+        raise StudyInterrupted(kept, out, sanity_written=False) from None
+    if progress:
+        print(f"wrote {out} ({len(state['rows'])} photos; {state['new']} new in {state['seconds']:.0f} s)",
+              file=sys.stderr)
+    return out
+
+
+def rows_on_disk(path: Path) -> int:
+    """Return the number of rows of the table at ``path`` (0 when there is none or it cannot be read)."""
+    try:
+        return len(load_table(path).rows)
+    except (OSError, ValueError):
+        return 0
+
+
+def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: int, progress: bool,
+                 header: list[str], state: dict) -> None:
+    """Analyse the photos ``state["rows"]`` lacks, batch by batch, rewriting ``out`` after each batch;
+    ``state`` always says what the table on disk holds (``rows``, ``kept``), even when interrupted."""
     from tqdm.auto import tqdm
 
     from .model import load_model
+    from .outputs import signals_deferred
 
-    settings = settings or StudySettings()
-    out = Path(out)
-    model = load_model()
-    order = [int(c) for c in photo_order(settings.seed)[:n_photos]]
-    rows: list[dict] = []
-    if out.exists():
-        meta, old = read_table(out)
-        if meta.get("settings_key") == settings.key():
-            rows = [{k: (int(v) if isinstance(v, float) and v.is_integer() and k in _INT_COLUMNS else v)
-                     for k, v in r.items()} for r in old if int(r["class_index"]) in order]
-    done = {int(r["class_index"]) for r in rows}
+    full_order = [int(c) for c in photo_order(settings.seed)]
+    rank = {c: k for k, c in enumerate(full_order)}
+    order = full_order[:n_photos]
+    done = {int(r["class_index"]) for r in state["rows"]}
     todo = [c for c in order if c not in done]
+    state["model"] = model = load_model()
     start = time.perf_counter()
-    with tqdm(total=len(order), initial=len(done), desc="photos", unit="photo", disable=not progress,
-              file=sys.stderr) as bar:
+    with tqdm(total=len(order), initial=len(order) - len(todo), desc="photos", unit="photo",
+              disable=not progress, file=sys.stderr) as bar:
         for b in range(0, len(todo), batch_size):
             batch = todo[b:b + batch_size]
             t0 = time.perf_counter()
@@ -366,46 +395,61 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
             per_photo = (time.perf_counter() - t0) / len(batch)
             for row in new:
                 row["seconds"] = per_photo
-            rows += new
-            rank = {c: k for k, c in enumerate(order)}
-            rows.sort(key=lambda r: rank[int(r["class_index"])])
-            write_table(out, table_header(settings, len(rows), "per photo"), rows)
+            merged = sorted(state["rows"] + new, key=lambda r: rank[int(r["class_index"])])
+            lines = [f"# photos: {len(merged)}" if h.startswith("# photos:") else h for h in header]
+            with signals_deferred():  # the table on disk and `state` change together
+                write_table(out, lines, merged)
+                state.update(rows=merged, kept=len(merged), new=state["new"] + len(new))
             bar.update(len(batch))
-    elapsed = time.perf_counter() - start
-    if sanity_photos:
-        sanity_path = out.with_name(out.stem + "_sanity.csv")
-        chosen = [int(r["class_index"]) for r in rows if int(r["clean_correct"])][:sanity_photos]
-        sanity_rows = sanity_check(model, chosen, settings)
-        write_table(sanity_path, table_header(settings, len(chosen), "sanity check",
-                                              {"sanity_ig_steps": SANITY_IG_STEPS}), sanity_rows)
-    if progress:
-        print(f"wrote {out} ({len(rows)} photos; {len(todo)} new in {elapsed:.0f} s)", file=sys.stderr)
-    return out
+    state["seconds"] = time.perf_counter() - start
 
 
+#: Columns holding whole numbers (for readers of ``read_table``, which gives floats).
 _INT_COLUMNS = {"class_index", "clean_top1", "clean_correct", "adv_top1", "fooled", "noise_top1"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``study`` sub-command's options to ``parser``."""
-    parser.add_argument("--photos", type=int, default=300,
-                        help="number of photos (classes) to analyse, in the seeded study order (max 1000)")
-    parser.add_argument("--out", default="results/study.csv", help="CSV file to write (resumed if present)")
-    parser.add_argument("--batch-size", type=int, default=8, help="photos per batch")
-    parser.add_argument("--sanity-photos", type=int, default=20,
-                        help="photos for the cascading-randomisation sanity check (0 to skip)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    """Add the ``study`` sub-command's options to ``parser`` (defined in ``cli.add_study_arguments``)."""
+    from .cli import add_study_arguments
+
+    add_study_arguments(parser)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run the study from parsed command-line arguments; return the exit status."""
-    if not 1 <= args.photos <= len(sample_photos()):
-        raise ValueError(f"--photos must be in [1, {len(sample_photos())}], got {args.photos}.")
+    """Run the study from parsed command-line arguments; return the exit status.
+
+    0 = done; 130 = interrupted by Ctrl-C or SIGTERM ("interrupted, N rows kept in FILE" on stderr; the
+    table holds every finished batch, and running the same command again resumes it).
+    """
+    import signal
+
+    from .outputs import absolute
+
+    n_max = len(sample_photos())
+    if not 1 <= args.photos <= n_max:
+        raise ValueError(f"--photos must be in [1, {n_max}], got {args.photos}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}.")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    run_study(args.photos, out, batch_size=args.batch_size, sanity_photos=args.sanity_photos,
-              progress=not args.quiet)
-    print(f"wrote {out}")
+    if args.sanity_photos < 0:
+        raise ValueError(f"--sanity-photos must be 0 or more, got {args.sanity_photos}.")
+    out = absolute(args.out)
+    prog = getattr(args, "_prog", "xai_helpers study")
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)  # (``cli.main`` sets the same for the whole run)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_study(args.photos, out, batch_size=args.batch_size, sanity_photos=args.sanity_photos,
+                  progress=not args.quiet, force_new=getattr(args, "force_new", False))
+        print(f"wrote {out}", flush=True)
+    except KeyboardInterrupt as stop:  # StudyInterrupted, or Ctrl-C just before or after the study
+        kept = stop.rows_kept if isinstance(stop, StudyInterrupted) else rows_on_disk(out)
+        note = "" if getattr(stop, "sanity_written", True) or not args.sanity_photos else \
+            " (the sanity table was not written)"
+        print(f"{prog}: interrupted, {kept} rows kept in {out}{note}", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
