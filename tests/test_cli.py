@@ -185,7 +185,7 @@ def test_parser_offers_explain_and_study():
 @pytest.fixture
 def no_work(monkeypatch):
     """Make reading the photo fail with a marker, so that reaching it means every output check passed."""
-    def stop(path):
+    def stop(path, size=224):
         raise ValueError("reached the photo.")
 
     monkeypatch.setattr("xai_helpers.data.load_image", stop)

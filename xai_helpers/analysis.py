@@ -26,6 +26,8 @@ from .interventions import (DEFAULT_RANDOM_MASKS, PerturbationCurve, attack_attr
                             signed_map)
 
 ATTACKS = ("fgsm", "pgd", "targeted")
+#: Images per Grad-CAM call (each map is computed independently, so chunking changes no number).
+GRADCAM_CHUNK = 8
 Progress = Callable[[str], None] | None
 
 
@@ -69,9 +71,13 @@ def explain(model, images: np.ndarray, classes: Sequence[int], method: str, targ
     """
     images = np.asarray(images, dtype=np.float32)
     if method == "gradcam":
-        cams = gradcam(model, images, list(classes), target=target,
-                       contrast_class=None if contrast is None else list(contrast))
-        return list(cams), None
+        # In chunks: tf-keras-vis differentiates a whole batch at once, and its activations dominate memory.
+        cams = []
+        for i in range(0, len(images), GRADCAM_CHUNK):
+            cams += list(gradcam(model, images[i:i + GRADCAM_CHUNK], list(classes[i:i + GRADCAM_CHUNK]),
+                                 target=target,
+                                 contrast_class=None if contrast is None else list(contrast[i:i + GRADCAM_CHUNK])))
+        return cams, None
     if method == "ig":
         results = integrated_gradients_batch(model, images, list(classes), target=target, baseline=ig.baseline,
                                              steps=ig.steps, method=ig.method, batch_size=ig.batch_size,
@@ -117,22 +123,23 @@ class Intervention:
 def intervene(model, x: np.ndarray, adv: np.ndarray, true_class: int, adv_class: int,
               maps: Mapping[str, np.ndarray], fractions: Sequence[float] = (DEFAULT_TOP_FRACTION,),
               n_random: int = DEFAULT_RANDOM_MASKS, seed: int | Sequence[int] = 0,
-              top_fraction: float = DEFAULT_TOP_FRACTION) -> Intervention:
+              top_fraction: float = DEFAULT_TOP_FRACTION, batch_size: int = DEFAULT_BATCH_SIZE) -> Intervention:
     """Return the attack attribution and the perturbation curves of ``maps`` for one attacked photo.
 
     The attribution (``interventions.attack_attribution``, adaptive to 1% completeness) explains the true
     class's logit; that of the margin ranks pixels by their push in the attack's direction, joining ``maps``
-    as ``"attack"``.
+    as ``"attack"``. ``batch_size``: IG path points per compiled chunk (memory).
     Curves use the margin ``z_true - z_adv`` at ``fractions`` (``top_fraction`` is added), with
     ``n_random`` random pixel orders seeded by ``seed`` as the chance level.
     """
     if true_class == adv_class:
         raise ValueError("The attack did not change the label, so there is no margin change to intervene on.")
-    attribution = attack_attribution(model, x, adv, true_class)
+    attribution = attack_attribution(model, x, adv, true_class, batch_size=batch_size)
     signed = signed_map(attribution.attributions)
     top_share = float(signed[top_mask(np.sign(signed.sum()) * signed, top_fraction)].sum() / signed.sum())
     # The curves measure the margin, so the attack's own ranking comes from the margin's attribution.
-    margin_attribution = attack_attribution(model, x, adv, true_class, contrast_class=adv_class)
+    margin_attribution = attack_attribution(model, x, adv, true_class, contrast_class=adv_class,
+                                            batch_size=batch_size)
     margin_signed = signed_map(margin_attribution.attributions)
     toward_attack = np.sign(margin_signed.sum()) * margin_signed
     # The curves are always sampled at top_fraction too, so that summary() can report the share kept there.

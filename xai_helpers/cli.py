@@ -69,11 +69,15 @@ IG_DEFAULT_METHOD, IG_DEFAULT_STEPS = "trapezoid", 128
 #: ``attacks.DEFAULT_EPS_PIXELS``; a test checks they agree).
 LEVEL = 2.0 / 255.0
 DEFAULT_EPS_LEVELS = 1.0
-#: IG path points per compiled chunk in ``explain`` (``integrated_gradients_batch(batch_size=...)``),
-#: chosen for memory. The compiled IG loop runs one chunk at a time, so the peak follows the chunk size:
-#: whole ``explain`` at default settings on 2 cores peaks at about 1.3 GiB with 16 (0.96x the IG throughput
-#: of the library default 32, which peaks at about 1.7 GiB).
-EXPLAIN_IG_BATCH = 16
+#: IG path points per compiled chunk in ``explain`` (``integrated_gradients_batch(batch_size=...)`` and the
+#: attack attribution), chosen for memory: the compiled IG loop runs one chunk at a time, so the peak follows
+#: the chunk size. Whole ``explain`` (interventions included) at default settings on 2 cores: 1.3 GB peak on
+#: the whiptail photo, under 2 GB on a 13000 x 13000 16-bit PNG (tests/test_memory.py).
+EXPLAIN_IG_BATCH = 8
+#: Perturbation curves of ``explain``: budgets 0, 10%, ..., 100% of the pixels, against this many seeded
+#: random pixel orders (``analysis.intervene``; about 3 s on 2 cores).
+CURVE_FRACTIONS = tuple(k / 10 for k in range(11))
+CURVE_RANDOM_MASKS = 20
 #: What each explainer differentiates, in plain words (figure titles, the printed table).
 TARGET_WORDS = {"logits": "class score (logit)", "softmax": "class probability (softmax)"}
 
@@ -206,6 +210,12 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sanity-photos", type=_integer, default=20,
                         help="photos for the cascading-randomisation sanity check (0 to skip)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run the batches as Ray tasks (one model per worker, the same rows as a serial "
+                             "run): alone, on a local Ray cluster sized to this machine; with ADDRESS, on "
+                             "that cluster (e.g. 'auto' on a cluster node, or ray://HEAD:10001)")
+    parser.add_argument("--ray-workers", type=_integer, default=None, metavar="N",
+                        help="Ray workers (CPUs; default: all of the local machine or the cluster)")
 
 
 def _run_study(args: argparse.Namespace) -> int:
@@ -389,24 +399,24 @@ def _run_explain(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     eps, paths = _check_explain_args(args)
     out, json_path = paths["--out"], paths.get("--json")
-    x = load_image(args.image)  # missing or undecodable file: one sentence, before the model is loaded
+    # Missing or undecodable file: one sentence, before the model is loaded; the input side comes from
+    # the architecture's table (no model needed), 224 for a model file until it is loaded.
+    x = load_image(args.image, _input_side(args.model))
     _release_freed_memory()  # a big photo's decoded pixels, freed: give them back before TensorFlow comes
     target_class = resolve_class(args.target_class) if args.target_class is not None else None
 
-    from . import plotting  # noqa: F401  (after matplotlib.use("Agg") above)
-    from .attacks import eps_to_pixels, fgsm, iterative_fgsm_targeted
-    from .compare import compare_maps, to_2d
-    from .gradcam import gradcam
-    from .integrated_gradients import integrated_gradients_batch
+    from . import analysis, plotting  # noqa: F401  (after matplotlib.use("Agg") above)
+    from .attacks import eps_to_pixels
+    from .compare import compare_maps
     from .model import load_model, predict, probabilities, weights_fingerprint
     from .outputs import PendingFiles, absolute
 
     sets = list(TARGET_SETS) if args.targets == "both" else [args.targets]
-    stage_names = ["loading MobileNetV2", "attack"]
+    stage_names = [f"loading {args.model}", "attack"]
     for name in sets:
         gc_target, ig_target = TARGET_SETS[name]
         stage_names += [f"Grad-CAM ({gc_target})", f"IG ({ig_target}, {args.steps} steps)"]
-    stage_names.append("figure")
+    stage_names += ["interventions", "figure"]
     stages = _Stages(stage_names, args.quiet)
     names = iter(stage_names)
 
@@ -417,33 +427,36 @@ def _run_explain(args: argparse.Namespace) -> int:
     try:
         stage()
         model = load_model(args.model, args.weights)
+        from .model import input_shape
+
+        if input_shape(model)[0] != x.shape[0]:  # a model file whose input is not 224 px
+            x = load_image(args.image, input_shape(model)[0])
         stages.done()
 
         stage()
         clean_top = predict(model, x, top=TOP)
-        if target_class is None:
-            adv = fgsm(model, x, eps=eps)
-        else:
-            adv = iterative_fgsm_targeted(model, x, target_class, eps, iterations=args.iterations)
+        adv = analysis.attack(model, x[None], [clean_top[0].class_index], eps,
+                              kind="fgsm" if target_class is None else "targeted", target=target_class,
+                              iterations=args.iterations)[0]
         adv_top = predict(model, adv, top=TOP)
         stages.done()
 
         pair = np.stack([x, adv])
         classes = [clean_top[0].class_index, adv_top[0].class_index]
-        explanations, maps, comparisons = [], {}, {}
+        ig_settings = analysis.IGSettings(steps=args.steps, method=args.method, baseline=args.baseline,
+                                          batch_size=EXPLAIN_IG_BATCH)
+        explanations, maps, comparisons, raw_maps = [], {}, {}, {}
         for name in sets:
             gc_target, ig_target = TARGET_SETS[name]
             stage()
-            cams = gradcam(model, pair, classes, target=gc_target)
+            cams, _ = analysis.explain(model, pair, classes, "gradcam", gc_target)
             _release_freed_memory()
             stages.done()
             stage()
-            igs = integrated_gradients_batch(model, pair, classes, target=ig_target, baseline=args.baseline,
-                                             steps=args.steps, method=args.method,
-                                             batch_size=EXPLAIN_IG_BATCH)
+            ig_maps, igs = analysis.explain(model, pair, classes, "ig", ig_target, ig_settings)
             _release_freed_memory()  # what IG freed goes back to the system before the next stage
             stages.done()
-            ig_maps = [to_2d(r.attributions) for r in igs]
+            raw_maps[name] = (cams, ig_maps)
             maps[name] = (cams, [plotting.normalize_for_display(m) for m in ig_maps])
             comparisons[name] = (compare_maps(cams[0], cams[1]), compare_maps(ig_maps[0], ig_maps[1]))
             explanations.append({"targets": name, "method": "gradcam", "target": gc_target,
@@ -453,6 +466,22 @@ def _run_explain(args: argparse.Namespace) -> int:
                 "compare": comparisons[name][1], "steps": args.steps,
                 "quadrature": args.method, "baseline": args.baseline,
                 "clean": _ig_numbers(igs[0]), "adversarial": _ig_numbers(igs[1])})
+
+        stage()
+        intervention, causal = None, {"skipped": "the attack did not change the top-1 class, so there is no "
+                                                 "margin change to attribute"}
+        if classes[0] != classes[1]:
+            # The causal question on this photo: which pixels carry the attack (analysis.intervene).
+            cams, ig_maps = raw_maps[sets[0]]
+            gc_target, ig_target = TARGET_SETS[sets[0]]
+            ranked = {f"Grad-CAM ({gc_target}), original": cams[0], f"Grad-CAM ({gc_target}), adversarial": cams[1],
+                      f"IG ({ig_target}), original": ig_maps[0], f"IG ({ig_target}), adversarial": ig_maps[1]}
+            intervention = analysis.intervene(model, x, adv, classes[0], classes[1], ranked,
+                                              fractions=CURVE_FRACTIONS, n_random=CURVE_RANDOM_MASKS,
+                                              batch_size=EXPLAIN_IG_BATCH)
+            causal = intervention.summary()
+            _release_freed_memory()
+        stages.done()
 
         stage()
         attack = _attack_description(eps, eps_to_pixels(eps), target_class, args.iterations, adv_top)
@@ -465,7 +494,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         attack["succeeded"] = bool(success)
         fig = explain_figure(x, adv, eps, eps_to_pixels(eps), clean_top[0], adv_top[0], maps,
                              title=f"{Path(args.image).name}: {attack['description']}",
-                             comparisons=comparisons, target=_target_note(attack))
+                             comparisons=comparisons, target=_target_note(attack), intervention=intervention)
         files.write(out, lambda f: fig.savefig(f, format=out.suffix.lower().lstrip("."), dpi=110))
         import matplotlib.pyplot as plt
 
@@ -486,7 +515,8 @@ def _run_explain(args: argparse.Namespace) -> int:
         "adversarial": {"top5": [p._asdict() for p in adv_top],
                         "linf_levels": eps_to_pixels(float(np.abs(adv - x).max()))},
         "explanations": explanations,
-        "weights": weights_fingerprint(),
+        "interventions": causal,
+        "weights": weights_fingerprint(model),
         "versions": _versions(),
         "seconds": time.perf_counter() - started,
     }
@@ -522,6 +552,18 @@ def _release_freed_memory() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _input_side(model_name: str) -> int:
+    """Return the input side of a keras.applications model by name (224 for a file or an unknown name)."""
+    if Path(model_name).suffix in (".keras", ".h5"):
+        return 224
+    from .architectures import architecture
+
+    try:
+        return int(architecture(model_name).size)
+    except ValueError:
+        return 224  # an unknown name is reported by load_model, with suggestions
 
 
 def _target_note(attack: dict) -> str | None:
@@ -608,6 +650,20 @@ def format_report(report: dict) -> str:
                  if e["method"] == "integrated_gradients" for side in ("clean", "adversarial")), default=0.0)
     if worst > 0.05:
         lines.append(f"(IG's completeness error reaches {worst:.0%}: raise --steps for a more exact IG map)")
+    causal = report.get("interventions") or {}
+    if "maps" in causal:
+        a, r = causal["attribution"], causal["random"]
+        lines += ["", "which pixels carry the attack (the perturbation kept on each map's top pixels only; "
+                      "share of the margin change z_true - z_adv kept)",
+                  f"{'ranking':<45}{'AUC':>8}{'kept at top 10%':>17}",
+                  f"{'random pixels (median)':<45}{r['auc_median']:>8.2f}{r['kept_at_top']:>17.2f}"]
+        for name, m in causal["maps"].items():
+            label = "attack attribution" if name == "attack" else name
+            lines.append(f"{label[:44]:<45}{m['auc']:>8.2f}{m['kept_at_top']:>17.2f}")
+        lines.append(f"(attack attribution: {a['gradient_evaluations']} gradient evaluations, completeness error "
+                     f"{a['relative_delta']:.2%}; its top 10% carry {a['top_share']:.0%} of the true logit's change)")
+    elif causal:
+        lines += ["", f"interventions: skipped ({causal['skipped']})"]
     w = report["weights"]
     lines += ["", f"weights: sha256 {w['sha256'][:16]}... {w['path']}", f"         {w['source']}",
               f"time:    {report['seconds']:.1f} s"]
@@ -620,7 +676,7 @@ def _pred(p: dict) -> str:
 
 def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float, clean_top1, adv_top1,
                    maps: dict, title: str | None = None, *, comparisons: dict | None = None,
-                   target: str | None = None):
+                   target: str | None = None, intervention=None):
     """Return the figure: row 1 original / perturbation / adversarial (assignment Fig 1); rows 2-3 each
     image with its Grad-CAM and IG overlays (assignment Fig 5), one pair of columns per target set, each
     column titled with what its map explains in plain words.
@@ -629,14 +685,20 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
     ``comparisons[name] = (compare_maps of the Grad-CAM pair, of the IG pair)``, written under the
     adversarial maps (how alike they are to the clean ones); ``target``: a line about a targeted attack's
     target class (its probability, reached or missed), shown under the adversarial image.
+    ``intervention`` (an ``analysis.Intervention``) adds a last row: the attack attribution of the true
+    class's logit (signed) and the perturbation curve of each map against random pixels.
     """
     import matplotlib.pyplot as plt
 
     from .plotting import overlay, show_image, show_perturbation
 
     cols = 1 + 2 * len(maps)
-    fig, axes = plt.subplots(3, cols, figsize=(2.7 * cols + 0.9, 3 * 3.2), squeeze=False,
+    n_rows = 3 if intervention is None else 4
+    # At least 12 in wide: the overlap numbers under each map need about 3.5 in per column.
+    fig, axes = plt.subplots(n_rows, cols, figsize=(max(3.6 * cols + 1.2, 12.0), n_rows * 3.3), squeeze=False,
                              constrained_layout=True)
+    if intervention is not None:
+        _intervention_row(fig, axes[3], x, intervention)
     labels = [f"{p.name} {p.probability:.1%}" for p in (clean_top1, adv_top1)]
     show_image(axes[0, 0], x, f"Original\n{labels[0]}")
     show_perturbation(axes[0, 1], adv - x, eps,
@@ -658,11 +720,40 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
                 im = overlay(axes[row, col + k], image, panel_maps[row - 1], panel_title)
             col += 2
     if im is not None:
-        fig.colorbar(im, ax=axes[1:, 1:].ravel().tolist(), shrink=0.8,
+        fig.colorbar(im, ax=axes[1:3, 1:].ravel().tolist(), shrink=0.8,
                      label="importance (Grad-CAM / max; IG / 99.5th pct.)")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _intervention_row(fig, row_axes, x: np.ndarray, intervention) -> None:
+    """Draw the causal row: the signed attack attribution, then every map's perturbation curve vs random."""
+    from .interventions import signed_map
+    from .plotting import signed_overlay
+
+    attribution = signed_map(intervention.attribution.attributions)
+    signed_overlay(row_axes[0], x, attribution,
+                   f"Attack attribution (blue: lowered\nthe true class's logit; its top 10%\n"
+                   f"carry {intervention.attribution_top_share:.0%} of the change)")
+    grid = row_axes[1].get_gridspec()
+    for ax in row_axes[1:]:
+        ax.remove()
+    ax = fig.add_subplot(grid[-1, 1:])
+    first = next(iter(intervention.curves.values()))
+    low, mid, high = np.percentile(first.random, [2.5, 50, 97.5], axis=0)
+    ax.fill_between(first.fractions, low, high, color="0.8", label="random pixels (95%)")
+    ax.plot(first.fractions, mid, color="0.4", ls="--", lw=1)
+    for name, curve in intervention.curves.items():
+        label = "attack attribution" if name == "attack" else name
+        ax.plot(curve.fractions, curve.kept, lw=2.2 if name == "attack" else 1.3,
+                color="black" if name == "attack" else None, label=f"{label}: AUC {curve.auc:.2f}")
+    ax.set_xlabel("share of pixels that keep the perturbation (each map's top pixels first)", fontsize=9)
+    ax.set_ylabel("share of the margin change kept", fontsize=9)
+    ax.set_title("Which pixels carry the attack? (the perturbation kept on each map's top pixels only)",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
 def _overlap_words(c: dict) -> str:

@@ -167,7 +167,7 @@ REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "I")
 STRIP_BYTES = 16 * 2 ** 20
 
 
-def _shrink(image: Image.Image) -> Image.Image:
+def _shrink(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
     """Return a non-JPEG ``image`` box-reduced by an integer factor per axis to at most ~4 x 224 px a side.
 
     JPEG decodes at reduced scale through ``draft``; other formats (PNG, TIFF, ...) are decoded at full
@@ -177,7 +177,7 @@ def _shrink(image: Image.Image) -> Image.Image:
     YCbCr, ...) is converted strip by strip to RGB, or RGBA when it has transparency, and reduced
     (``_reduce_in_strips``).
     """
-    factors = tuple(max(1, side // (2 * IMAGE_SIZE)) for side in image.size)
+    factors = tuple(max(1, side // (2 * size)) for side in image.size)
     if factors == (1, 1) or image.format == "JPEG":
         return image
     if image.mode == "1":
@@ -234,14 +234,19 @@ def _reduce_16bit(image: Image.Image, factors: tuple[int, int]) -> Image.Image:
     return Image.fromarray(out)  # uint8 (H, W): mode L
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Return the photo at ``path`` as a float32 (224, 224, 3) array in MobileNetV2's range [-1, 1].
+def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Return the photo at ``path`` as a float32 (size, size, 3) array in MobileNetV2's range [-1, 1].
+
+    ``size`` is the model's input side (224 for MobileNetV2; ``model.input_shape(model)[0]`` for another
+    model, e.g. 240 for EfficientNetB1).
 
     ``x = pixel / 127.5 - 1`` (``keras.applications.mobilenet_v2.preprocess_input``), after applying
     EXIF orientation, converting to RGB and resizing the whole photo to 224 x 224 (module docstring:
     resize and colour policy). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for
     anything that is not a decodable image of at least 32 px a side and at most ~179 megapixels.
     """
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIDE <= size <= 1024:
+        raise ValueError(f"size must be a whole number of pixels from {MIN_SIDE} to 1024, got {size!r}.")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {path}.")
@@ -263,15 +268,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                     raise ValueError("Floating-point images are not supported; save the photo as 8- or "
                                      "16-bit.")
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale: a huge photo never occupies full memory.
-                image.draft("RGB", (2 * IMAGE_SIZE, 2 * IMAGE_SIZE))
+                image.draft("RGB", (2 * size, 2 * size))
                 image.load()
-                image = ImageOps.exif_transpose(_shrink(image))
+                image = ImageOps.exif_transpose(_shrink(image, size))
                 rgb = _to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"{path} is not a readable image ({str(err) or type(err).__name__}).") from None
     except Image.DecompressionBombError:
         raise ValueError(f"{path} is larger than the {MAX_PIXELS:,}-pixel limit.") from None
-    resized = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, reducing_gap=None)
+    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
     return preprocess(np.asarray(resized, dtype=np.float32))
 
 

@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from ._validate import check_class_index, check_image, check_map
 from .compare import top_mask
-from .integrated_gradients import (ADAPTIVE_MAX_STEPS, ADAPTIVE_TOLERANCE, IGResult,
+from .integrated_gradients import (ADAPTIVE_MAX_STEPS, ADAPTIVE_TOLERANCE, DEFAULT_BATCH_SIZE, IGResult,
                                    adaptive_integrated_gradients_batch, integrated_gradients_batch)
 from .model import input_shape, logits_model, num_classes
 
@@ -52,7 +52,7 @@ DEFAULT_FRACTIONS = tuple(np.round(np.linspace(0.0, 1.0, 21), 4))
 #: percentiles.
 DEFAULT_RANDOM_MASKS = 40
 #: Images per compiled forward call: bounds activation memory (MobileNetV2: ~25 MB per image).
-SCORE_BATCH = 64
+SCORE_BATCH = 16
 SEED = 0
 
 _LOGIT_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -129,7 +129,7 @@ def effect_shares(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, clas
 def attack_attribution(model, x: np.ndarray, adv: np.ndarray, class_index: int,
                        contrast_class: int | None = None, steps: int | None = None,
                        method: str = "trapezoid", tolerance: float = ADAPTIVE_TOLERANCE,
-                       max_steps: int = ADAPTIVE_MAX_STEPS) -> IGResult:
+                       max_steps: int = ADAPTIVE_MAX_STEPS, batch_size: int = DEFAULT_BATCH_SIZE) -> IGResult:
     """Return Integrated Gradients along the straight path from ``x`` (baseline) to ``adv``.
 
     ``A_i = (adv_i - x_i) integral_0^1 dF(x + a (adv - x))/dx_i da`` (Sundararajan et al. 2017 with the
@@ -145,9 +145,9 @@ def attack_attribution(model, x: np.ndarray, adv: np.ndarray, class_index: int,
     if steps is None:
         return adaptive_integrated_gradients_batch(model, adv[None], [class_index], target, baseline=x[None],
                                                    tolerance=tolerance, max_steps=max_steps,
-                                                   contrast_classes=contrast)[0]
+                                                   batch_size=batch_size, contrast_classes=contrast)[0]
     return integrated_gradients_batch(model, adv[None], [class_index], target, baseline=x[None], steps=steps,
-                                      method=method, contrast_classes=contrast)[0]
+                                      method=method, batch_size=batch_size, contrast_classes=contrast)[0]
 
 
 def signed_map(attributions: np.ndarray) -> np.ndarray:
@@ -277,7 +277,10 @@ def perturbation_curves(model, x: np.ndarray, adv: np.ndarray, saliencies: Mappi
     masks = [_top_masks(m, fractions) for m in maps.values()]
     masks.append(_nested_random_masks(x.shape[:2], fractions, n_random, seed).reshape(-1, *x.shape[:2]))
     all_masks = np.concatenate(masks)
-    shares = (scores(model, restrict(x, adv, all_masks), class_index, contrast_class) - f_x) / (f_adv - f_x)
+    # Restricted images are made chunk by chunk, so that memory does not grow with maps x fractions.
+    f_restricted = np.concatenate([scores(model, restrict(x, adv, all_masks[i:i + SCORE_BATCH]), class_index,
+                                          contrast_class) for i in range(0, len(all_masks), SCORE_BATCH)])
+    shares = (f_restricted - f_x) / (f_adv - f_x)
     n_f = len(fractions)
     random_shares = shares[len(maps) * n_f:].reshape(n_random, n_f)
     return {name: PerturbationCurve(fractions, shares[i * n_f:(i + 1) * n_f], random_shares,

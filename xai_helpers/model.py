@@ -459,7 +459,7 @@ def predict(model, x: np.ndarray, top: int = 5) -> list[Prediction]:
 
 
 #: Images per forward call: bounds activation memory (MobileNetV2 needs ~25 MB per image).
-PREDICT_BATCH = 64
+PREDICT_BATCH = 16
 
 
 def probabilities(model, x: np.ndarray) -> np.ndarray:

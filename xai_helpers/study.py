@@ -309,7 +309,8 @@ def _study_warnings():
 
 
 def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = None, batch_size: int = 8,
-              sanity_photos: int = 20, progress: bool = True, force_new: bool = False) -> Path:
+              sanity_photos: int = 20, progress: bool = True, force_new: bool = False,
+              ray_address: str | None = None, use_ray: bool = False, ray_workers: int | None = None) -> Path:
     """Run the study on the first ``n_photos`` photos of ``photo_order`` and write ``out`` (CSV).
 
     The table is rewritten atomically after every batch (``table.write_table``: temporary file, fsync,
@@ -320,6 +321,10 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
     (``.old2.csv``, ...) and starts a new table. Resumed rows keep their cells' text exactly; rows of photos
     beyond ``n_photos`` are kept too. A sanity-check table (``<out stem>_sanity.csv``, rewritten whole) is
     made for the first ``sanity_photos`` correctly classified photos.
+
+    With ``use_ray`` the batches run as Ray tasks (``distributed.ray_shards``: one model per worker, the same
+    batches as a serial run, so the same rows; ``ray_address=None`` starts a local cluster of
+    ``ray_workers`` CPUs, default all). Rows are written as batches finish, whichever finishes first.
 
     Ctrl-C (``KeyboardInterrupt``) raises ``StudyInterrupted`` with the number of rows kept. Returns the
     absolute path of ``out``.
@@ -345,10 +350,13 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
                 state["rows"] = table.rows
         state["kept"] = len(state["rows"])
         with _study_warnings():
-            _run_batches(n_photos, out, settings, batch_size, progress, header, state)
+            _run_batches(n_photos, out, settings, batch_size, progress, header, state,
+                         ray=(ray_address, ray_workers) if use_ray else None)
             if sanity_path is not None:
+                from .model import load_model
+
                 chosen = [int(r["class_index"]) for r in state["rows"] if int(r["clean_correct"])]
-                sanity_rows = sanity_check(state["model"], chosen[:sanity_photos], settings)
+                sanity_rows = sanity_check(load_model(), chosen[:sanity_photos], settings)
                 write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
                                                       {"sanity_ig_steps": SANITY_IG_STEPS}), sanity_rows)
     except StudyInterrupted:
@@ -371,11 +379,13 @@ def rows_on_disk(path: Path) -> int:
 
 
 def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: int, progress: bool,
-                 header: list[str], state: dict) -> None:
+                 header: list[str], state: dict, ray: tuple[str | None, int | None] | None = None) -> None:
     """Analyse the photos ``state["rows"]`` lacks, batch by batch, rewriting ``out`` after each batch;
-    ``state`` always says what the table on disk holds (``rows``, ``kept``), even when interrupted."""
+    ``state`` always says what the table on disk holds (``rows``, ``kept``), even when interrupted.
+    ``ray = (address, workers)`` runs the batches on Ray instead of here."""
     from tqdm.auto import tqdm
 
+    from .distributed import ray_shards, serial_shards
     from .model import load_model
     from .outputs import signals_deferred
 
@@ -384,15 +394,14 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
     order = full_order[:n_photos]
     done = {int(r["class_index"]) for r in state["rows"]}
     todo = [c for c in order if c not in done]
-    state["model"] = model = load_model()
+    shards = [todo[b:b + batch_size] for b in range(0, len(todo), batch_size)]
     start = time.perf_counter()
+    results = (serial_shards(load_model(), shards, settings) if ray is None else
+               ray_shards(shards, settings, address=ray[0], workers=ray[1]))
     with tqdm(total=len(order), initial=len(order) - len(todo), desc="photos", unit="photo",
               disable=not progress, file=sys.stderr) as bar:
-        for b in range(0, len(todo), batch_size):
-            batch = todo[b:b + batch_size]
-            t0 = time.perf_counter()
-            new = analyse_batch(model, batch, settings)
-            per_photo = (time.perf_counter() - t0) / len(batch)
+        for batch, new, seconds in results:
+            per_photo = seconds / len(batch)
             for row in new:
                 row["seconds"] = per_photo
             merged = sorted(state["rows"] + new, key=lambda r: rank[int(r["class_index"])])
@@ -441,8 +450,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, terminate)  # (``cli.main`` sets the same for the whole run)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        ray_address = getattr(args, "ray", None)
         run_study(args.photos, out, batch_size=args.batch_size, sanity_photos=args.sanity_photos,
-                  progress=not args.quiet, force_new=getattr(args, "force_new", False))
+                  progress=not args.quiet, force_new=getattr(args, "force_new", False),
+                  use_ray=ray_address is not None, ray_address=ray_address or None,
+                  ray_workers=getattr(args, "ray_workers", None))
         print(f"wrote {out}", flush=True)
     except KeyboardInterrupt as stop:  # StudyInterrupted, or Ctrl-C just before or after the study
         kept = stop.rows_kept if isinstance(stop, StudyInterrupted) else rows_on_disk(out)
