@@ -214,6 +214,12 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the batches as Ray tasks (one model per worker, the same rows as a serial "
                              "run): alone, on a local Ray cluster sized to this machine; with ADDRESS, on "
                              "that cluster (e.g. 'auto' on a cluster node, or ray://HEAD:10001)")
+    parser.add_argument("--images", metavar="DIR", default=None,
+                        help="study the photos of this folder (sorted by file name) instead of the ImageNet "
+                             "sample photos; rows are keyed by photo_index")
+    parser.add_argument("--labels", metavar="CSV", default=None,
+                        help="with --images: 'file,class' lines (class: name, WNID or index 0-999); an "
+                             "unlabelled photo is attacked and explained for the model's own top-1 class")
     parser.add_argument("--ray-workers", type=_integer, default=None, metavar="N",
                         help="Ray workers (CPUs; default: all of the local machine or the cluster)")
 

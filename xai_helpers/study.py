@@ -19,6 +19,7 @@ Everything is seeded; rows are appended to a CSV as batches finish, so a long ru
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import sys
 import time
@@ -117,21 +118,93 @@ def runner_up_share(probs: np.ndarray) -> float:
     return float(p[1] / rest) if rest > 0 else float("nan")
 
 
-def analyse_batch(model, class_indices: Sequence[int], settings: StudySettings) -> list[dict]:
-    """Return one result row (a flat dict of numbers) per photo of ``class_indices``."""
-    photos = [sample_photos()[c] for c in class_indices]
-    xs = np.stack([load_image(sample_image(int(c))) for c in class_indices])
-    truth = np.array([p.class_index for p in photos])
+@dataclass(frozen=True)
+class StudyPhoto:
+    """One photo of a study that is not an ImageNet sample photo (``folder_photos``)."""
+
+    index: int  #: the row's identity: position in the folder's sorted file list
+    path: str
+    label: int | None  #: true class index, or None: then the model's own top-1 is attacked and explained
+
+    @property
+    def seed_id(self) -> int:
+        """What this photo's random draws are seeded with (sample photos use their class index 0..999)."""
+        return 1_000_000 + self.index
+
+
+#: Photo files a folder source takes (by suffix, case-insensitive).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def folder_photos(folder: str | Path, labels: str | Path | None = None) -> list[StudyPhoto]:
+    """Return the photos of ``folder`` (sorted by file name) with their classes from an optional labels CSV.
+
+    The CSV has two columns, file name and class (a Keras class name, a WNID or an index 0-999), with or
+    without a header line; photos it does not list are unlabelled. Raises ``FileNotFoundError`` for a
+    missing folder or CSV and ``ValueError`` for an empty folder, an unknown class or a file the CSV names
+    that the folder lacks.
+    """
+    from .cli import resolve_class
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No folder of photos at {folder}.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder} holds no photos (files ending in {', '.join(IMAGE_SUFFIXES)}).")
+    classes: dict[str, int] = {}
+    if labels is not None:
+        labels = Path(labels)
+        if not labels.is_file():
+            raise FileNotFoundError(f"No labels file at {labels}.")
+        with open(labels, newline="") as f:
+            for number, cells in enumerate(csv.reader(f), start=1):
+                if not cells or (number == 1 and cells[0].strip().lower() in ("file", "filename", "photo")):
+                    continue
+                if len(cells) != 2:
+                    raise ValueError(f"{labels}, line {number}: expected 'file,class', got {len(cells)} cells.")
+                try:
+                    classes[cells[0].strip()] = resolve_class(cells[1].strip())
+                except ValueError as err:
+                    raise ValueError(f"{labels}, line {number}: {str(err).removeprefix('--target-class: ')}") \
+                        from None
+        missing = sorted(set(classes) - {p.name for p in files})
+        if missing:
+            raise ValueError(f"{labels} names {len(missing)} photo(s) that {folder} lacks, e.g. {missing[0]!r}.")
+    return [StudyPhoto(i, str(p), classes.get(p.name)) for i, p in enumerate(files)]
+
+
+def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySettings) -> list[dict]:
+    """Return one result row (a flat dict of numbers) per photo: sample photos by class index, or
+    ``StudyPhoto`` records of a folder (rows keyed by ``photo_index``; an unlabelled photo is attacked and
+    explained for the model's own top-1 class, and its ``clean_correct`` stays empty)."""
+    records = []
+    for p in photos:
+        if isinstance(p, StudyPhoto):
+            records.append((p, p.path, p.label, p.seed_id))
+        else:
+            sample = sample_photos()[int(p)]
+            records.append((sample, sample_image(int(p)), sample.class_index, sample.class_index))
+    xs = np.stack([load_image(path) for _, path, _, _ in records])
     clean_probs = probabilities(model, xs)
+    clean_top = clean_probs.argmax(axis=1)
+    truth = np.array([label if label is not None else int(clean_top[i])
+                      for i, (_, _, label, _) in enumerate(records)])
+    seed_ids = [seed_id for *_, seed_id in records]
     signs = loss_gradient_signs(model, xs, truth)
     rows = []
-    for i, photo in enumerate(photos):
-        top1 = int(np.argmax(clean_probs[i]))
-        rows.append({"class_index": photo.class_index, "wnid": photo.wnid, "name": photo.name,
-                     "clean_top1": top1, "clean_correct": int(top1 == photo.class_index),
-                     "clean_p_true": float(clean_probs[i, photo.class_index]),
-                     "clean_p_top1": float(clean_probs[i, top1]),
-                     "clean_runnerup_share": runner_up_share(clean_probs[i])})
+    for i, (photo, path, label, _) in enumerate(records):
+        top1 = int(clean_top[i])
+        if isinstance(photo, StudyPhoto):
+            row = {"photo_index": photo.index, "file": Path(path).name, "class_index": "" if label is None else label,
+                   "clean_top1": top1, "clean_correct": "" if label is None else int(top1 == label)}
+        else:
+            row = {"class_index": photo.class_index, "wnid": photo.wnid, "name": photo.name,
+                   "clean_top1": top1, "clean_correct": int(top1 == photo.class_index)}
+        row.update({"clean_p_true": float(clean_probs[i, truth[i]]),
+                    "clean_p_top1": float(clean_probs[i, top1]),
+                    "clean_runnerup_share": runner_up_share(clean_probs[i])})
+        rows.append(row)
     for levels in settings.eps_grid_pixels:
         adv_probs = probabilities(model, np.clip(xs + pixels_to_eps(levels) * signs, -1, 1))
         for i, row in enumerate(rows):
@@ -142,25 +215,27 @@ def analyse_batch(model, class_indices: Sequence[int], settings: StudySettings) 
             row[f"adv{levels:g}_changed"] = int(top1 != row["clean_top1"])
         if settings.pgd_steps:
             pgd_probs = probabilities(model, pgd_batch(model, xs, truth, pixels_to_eps(levels), settings.pgd_steps,
-                                                       seeds=[[settings.seed, int(c)] for c in truth]))
+                                                       seeds=[[settings.seed, s] for s in seed_ids]))
             for i, row in enumerate(rows):
                 top1 = int(np.argmax(pgd_probs[i]))
                 row.update({f"pgd{levels:g}_top1": top1, f"pgd{levels:g}_p_top1": float(pgd_probs[i, top1]),
                             f"pgd{levels:g}_p_true": float(pgd_probs[i, truth[i]]),
                             f"pgd{levels:g}_changed": int(top1 != row["clean_top1"])})
-    correct = [i for i, row in enumerate(rows) if row["clean_correct"]]
+    # Explained: correctly classified photos, and unlabelled ones (explained for their own top-1).
+    correct = [i for i, row in enumerate(rows) if row["clean_correct"] != 0]
     if correct:
-        _explain(model, xs[correct], signs[correct], [rows[i] for i in correct], settings)
+        _explain(model, xs[correct], signs[correct], [rows[i] for i in correct], settings,
+                 [int(truth[i]) for i in correct], [seed_ids[i] for i in correct])
     return rows
 
 
-def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], settings: StudySettings) -> None:
+def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], settings: StudySettings,
+             truth: list[int], seed_ids: list[int]) -> None:
     """Add the explanation columns (questions 2, 3, 4, 6) to the rows of correctly classified photos."""
     n = len(xs)
     eps = pixels_to_eps(settings.study_eps_pixels)
-    truth = [row["class_index"] for row in rows]
     adv = np.clip(xs + eps * signs, -1, 1).astype(np.float32)
-    noise = np.stack([random_sign_noise(x.shape, c, settings.seed) for x, c in zip(xs, truth)])
+    noise = np.stack([random_sign_noise(x.shape, s, settings.seed) for x, s in zip(xs, seed_ids)])
     noisy = np.clip(xs + eps * noise, -1, 1).astype(np.float32)
     adv_probs, noisy_probs = probabilities(model, adv), probabilities(model, noisy)
     adv_cls = [int(np.argmax(p)) for p in adv_probs]
@@ -205,7 +280,7 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
                         f"{image_kind}_ig_softmax_total": float(ig_soft[j].attributions.sum())})
             x_j = images[j]
             # Seeded per photo and image, so a row never depends on which batch it was computed in.
-            random_map = np.random.default_rng([settings.seed, truth[i], j // n]).random(x_j.shape[:2])
+            random_map = np.random.default_rng([settings.seed, seed_ids[i], j // n]).random(x_j.shape[:2])
             for method, saliency in (("gc", gc_logit[j]), ("ig", ig_soft_2d[j]), ("random", random_map)):
                 deletion, insertion = deletion_insertion_images(x_j, saliency, settings.deletion_steps,
                                                                 settings.deletion_blur_sigma)
@@ -218,11 +293,12 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
         rows[i][f"{name}_auc"] = curve_auc(curve)
     maps = {"gc": {"clean": gc_logit[:n], "advadv": gc_logit[n:2 * n], "advtrue": gc_logit[2 * n:3 * n]},
             "ig": {"clean": ig_soft_2d[:n], "advadv": ig_soft_2d[n:2 * n], "advtrue": ig_soft_2d[2 * n:3 * n]}}
-    _intervention_columns(model, xs, adv, rows, truth, adv_cls, maps, settings)
+    _intervention_columns(model, xs, adv, rows, truth, adv_cls, maps, settings, seed_ids)
 
 
 def _intervention_columns(model, xs: np.ndarray, adv: np.ndarray, rows: list[dict], truth: Sequence[int],
-                          adv_cls: Sequence[int], maps: dict, settings: StudySettings) -> None:
+                          adv_cls: Sequence[int], maps: dict, settings: StudySettings,
+                          seed_ids: Sequence[int]) -> None:
     """Add the causal columns (``analysis.intervene``) to the rows of the fooled photos.
 
     Per fooled photo, with m = z_true - z_adv the margin the attack flips:
@@ -253,7 +329,7 @@ def _intervention_columns(model, xs: np.ndarray, adv: np.ndarray, rows: list[dic
                   for kind in ("clean", "advadv", "advtrue")}
         ranked.update({"gc_cleanadv": gc_control[j], "ig_cleanadv": ig_control[j]})
         result = intervene(model, xs[i], adv[i], truth[i], adv_cls[i], ranked, fractions=(fraction,),
-                           n_random=settings.intervention_random_masks, seed=[settings.seed, truth[i]],
+                           n_random=settings.intervention_random_masks, seed=[settings.seed, seed_ids[i]],
                            top_fraction=fraction)
         attribution = result.attribution
         row.update({"attack_logit_change": attribution.f_x - attribution.f_baseline,
@@ -310,7 +386,8 @@ def _study_warnings():
 
 def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = None, batch_size: int = 8,
               sanity_photos: int = 20, progress: bool = True, force_new: bool = False,
-              ray_address: str | None = None, use_ray: bool = False, ray_workers: int | None = None) -> Path:
+              ray_address: str | None = None, use_ray: bool = False, ray_workers: int | None = None,
+              images: str | Path | None = None, labels: str | Path | None = None) -> Path:
     """Run the study on the first ``n_photos`` photos of ``photo_order`` and write ``out`` (CSV).
 
     The table is rewritten atomically after every batch (``table.write_table``: temporary file, fsync,
@@ -322,6 +399,8 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
     beyond ``n_photos`` are kept too. A sanity-check table (``<out stem>_sanity.csv``, rewritten whole) is
     made for the first ``sanity_photos`` correctly classified photos.
 
+    ``images`` studies the photos of a folder instead of the ImageNet sample photos (``folder_photos``, with
+    the optional ``labels`` CSV; rows keyed by ``photo_index``, in file-name order; ``n_photos`` of them).
     With ``use_ray`` the batches run as Ray tasks (``distributed.ray_shards``: one model per worker, the same
     batches as a serial run, so the same rows; ``ray_address=None`` starts a local cluster of
     ``ray_workers`` CPUs, default all). Rows are written as batches finish, whichever finishes first.
@@ -350,12 +429,15 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
                 state["rows"] = table.rows
         state["kept"] = len(state["rows"])
         with _study_warnings():
+            photos = None if images is None else folder_photos(images, labels)
             _run_batches(n_photos, out, settings, batch_size, progress, header, state,
-                         ray=(ray_address, ray_workers) if use_ray else None)
+                         ray=(ray_address, ray_workers) if use_ray else None, photos=photos)
             if sanity_path is not None:
                 from .model import load_model
 
-                chosen = [int(r["class_index"]) for r in state["rows"] if int(r["clean_correct"])]
+                # (sample photos only: the sanity check loads photos by class index)
+                chosen = [int(r["class_index"]) for r in state["rows"]
+                          if "photo_index" not in r and str(r.get("clean_correct", "")) in ("1", "1.0")]
                 sanity_rows = sanity_check(load_model(), chosen[:sanity_photos], settings)
                 write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
                                                       {"sanity_ig_steps": SANITY_IG_STEPS}), sanity_rows)
@@ -379,7 +461,8 @@ def rows_on_disk(path: Path) -> int:
 
 
 def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: int, progress: bool,
-                 header: list[str], state: dict, ray: tuple[str | None, int | None] | None = None) -> None:
+                 header: list[str], state: dict, ray: tuple[str | None, int | None] | None = None,
+                 photos: list[StudyPhoto] | None = None) -> None:
     """Analyse the photos ``state["rows"]`` lacks, batch by batch, rewriting ``out`` after each batch;
     ``state`` always says what the table on disk holds (``rows``, ``kept``), even when interrupted.
     ``ray = (address, workers)`` runs the batches on Ray instead of here."""
@@ -389,11 +472,15 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
     from .model import load_model
     from .outputs import signals_deferred
 
-    full_order = [int(c) for c in photo_order(settings.seed)]
-    rank = {c: k for k, c in enumerate(full_order)}
+    if photos is None:  # the ImageNet sample photos, by class index, in the seeded study order
+        full_order: list = [int(c) for c in photo_order(settings.seed)]
+        key_of_photo, key_column = (lambda c: c), "class_index"
+    else:  # a folder's photos, in file-name order
+        full_order, key_of_photo, key_column = photos, (lambda p: p.index), "photo_index"
+    rank = {key_of_photo(p): k for k, p in enumerate(full_order)}
     order = full_order[:n_photos]
-    done = {int(r["class_index"]) for r in state["rows"]}
-    todo = [c for c in order if c not in done]
+    done = {int(float(r[key_column])) for r in state["rows"]}
+    todo = [p for p in order if key_of_photo(p) not in done]
     shards = [todo[b:b + batch_size] for b in range(0, len(todo), batch_size)]
     start = time.perf_counter()
     results = (serial_shards(load_model(), shards, settings) if ray is None else
@@ -404,7 +491,7 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
             per_photo = seconds / len(batch)
             for row in new:
                 row["seconds"] = per_photo
-            merged = sorted(state["rows"] + new, key=lambda r: rank[int(r["class_index"])])
+            merged = sorted(state["rows"] + new, key=lambda r: rank[int(float(r[key_column]))])
             lines = [f"# photos: {len(merged)}" if h.startswith("# photos:") else h for h in header]
             with signals_deferred():  # the table on disk and `state` change together
                 write_table(out, lines, merged)
@@ -434,9 +521,13 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     from .outputs import absolute
 
-    n_max = len(sample_photos())
+    images = getattr(args, "images", None)
+    n_max = len(sample_photos()) if images is None else len(folder_photos(images, getattr(args, "labels", None)))
     if not 1 <= args.photos <= n_max:
-        raise ValueError(f"--photos must be in [1, {n_max}], got {args.photos}.")
+        where = "sample photos" if images is None else f"photos in {images}"
+        raise ValueError(f"--photos must be in [1, {n_max}] (the number of {where}), got {args.photos}.")
+    if images is None and getattr(args, "labels", None) is not None:
+        raise ValueError("--labels goes with --images (the sample photos' classes are known).")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}.")
     if args.sanity_photos < 0:
@@ -454,7 +545,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         run_study(args.photos, out, batch_size=args.batch_size, sanity_photos=args.sanity_photos,
                   progress=not args.quiet, force_new=getattr(args, "force_new", False),
                   use_ray=ray_address is not None, ray_address=ray_address or None,
-                  ray_workers=getattr(args, "ray_workers", None))
+                  ray_workers=getattr(args, "ray_workers", None), images=images,
+                  labels=getattr(args, "labels", None))
         print(f"wrote {out}", flush=True)
     except KeyboardInterrupt as stop:  # StudyInterrupted, or Ctrl-C just before or after the study
         kept = stop.rows_kept if isinstance(stop, StudyInterrupted) else rows_on_disk(out)

@@ -46,7 +46,7 @@ TITLE = "xai_helpers study table"
 RESUME_KEYS = (("table", "kind of table"), ("settings_key", "settings"), ("weights_sha256", "weights"),
                ("xai_helpers_version", "xai_helpers version"))
 #: Columns that identify a row: a per-photo table has one row per class_index, the sanity table one per
-#: (class_index, stage).
+#: (class_index, stage); a table of a folder's photos (``study --images``) one per photo_index.
 KEY_COLUMNS = ("class_index", "stage")
 
 
@@ -175,14 +175,15 @@ def load_table(path: str | os.PathLike) -> Table:
             raise ValueError(f"{path}, line {number}: {len(cells)} cells where the column line has "
                              f"{len(columns)}; the row was cut short or edited.")
         row = {k: v for k, v in zip(columns, cells) if v != ""}
-        if "class_index" in columns:
+        if "class_index" in columns and "photo_index" not in columns:  # (a folder's photos may lack a class)
             value = row.get("class_index", "")
             if not value.isdigit():
                 raise ValueError(f"{path}, line {number}: class_index {value!r} is not a class index; the "
                                  f"row was damaged or edited.")
-        key = tuple(row.get(k, "") for k in KEY_COLUMNS if k in columns)
+        key_columns = ("photo_index",) if "photo_index" in columns else KEY_COLUMNS
+        key = tuple(row.get(k, "") for k in key_columns if k in columns)
         if key and key in keys:
-            what = ", ".join(f"{k} {row.get(k, '')}" for k in KEY_COLUMNS if k in columns)
+            what = ", ".join(f"{k} {row.get(k, '')}" for k in key_columns if k in columns)
             raise ValueError(f"{path}, line {number} repeats line {keys[key]} ({what}); remove one of the "
                              f"two rows.")
         if key:

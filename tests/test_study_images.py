@@ -1,0 +1,76 @@
+"""The study on a folder of photos (``study --images DIR [--labels CSV]``)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import xai_helpers as xh
+from xai_helpers import study
+from xai_helpers.cli import main
+from xai_helpers.table import load_table
+
+SETTINGS = study.StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2, intervention_random_masks=2,
+                               pgd_steps=1)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, cls in (("b_lizard.jpg", "whiptail"), ("a_cat.jpg", "tabby"), ("c_car.jpg", "sports_car")):
+        shutil.copy(xh.sample_image(cls), photos / name)
+    (photos / "notes.txt").write_text("not a photo")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,class\nb_lizard.jpg,whiptail\na_cat.jpg,n02123045\n")  # c_car.jpg unlabelled
+    return photos, labels
+
+
+def test_folder_photos_are_sorted_by_name_and_labelled_from_the_csv(folder):
+    photos, labels = folder
+    found = study.folder_photos(photos, labels)
+    assert [p.path.rsplit("/", 1)[1] for p in found] == ["a_cat.jpg", "b_lizard.jpg", "c_car.jpg"]
+    assert [p.label for p in found] == [281, 41, None]
+    assert [p.index for p in found] == [0, 1, 2]
+
+
+def test_a_folder_study_keys_rows_by_photo_and_resumes(folder, tmp_path, mobilenet):
+    photos, labels = folder
+    out = study.run_study(3, tmp_path / "folder.csv", SETTINGS, batch_size=2, sanity_photos=0, progress=False,
+                          images=photos, labels=labels)
+    rows = load_table(out).rows
+    assert [r["photo_index"] for r in rows] == ["0", "1", "2"]
+    assert [r["file"] for r in rows] == ["a_cat.jpg", "b_lizard.jpg", "c_car.jpg"]
+    assert rows[1]["class_index"] == "41" and "class_index" not in rows[2]  # unlabelled: empty cell
+    assert "clean_correct" not in rows[2] and "adv_top1" in rows[2]  # explained for its own top-1
+    before = out.read_text()
+    study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels)
+    assert out.read_text() == before  # resumed: nothing recomputed, nothing lost
+
+
+@pytest.mark.parametrize("labels_text, words", [("a_cat.jpg,no such animal\n", "line 1"),
+                                                ("z.jpg,tabby\n", "z.jpg"), ("a_cat.jpg\n", "file,class")])
+def test_bad_labels_are_named_with_file_and_line(folder, tmp_path, labels_text, words, one_sentence):
+    photos, _ = folder
+    bad = tmp_path / "bad.csv"
+    bad.write_text(labels_text)
+    with pytest.raises(ValueError) as excinfo:
+        study.folder_photos(photos, bad)
+    assert words in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_missing_or_empty_folders_are_refused(tmp_path, one_sentence):
+    with pytest.raises(FileNotFoundError) as excinfo:
+        study.folder_photos(tmp_path / "nowhere")
+    one_sentence(excinfo, "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError) as excinfo:
+        study.folder_photos(tmp_path / "empty")
+    one_sentence(excinfo, "no photos")
+
+
+def test_the_command_line_refuses_more_photos_than_the_folder_has(folder, tmp_path, capsys):
+    photos, labels = folder
+    code = main(["study", "--images", str(photos), "--labels", str(labels), "--photos", "5",
+                 "--out", str(tmp_path / "t.csv")], prog="x")
+    assert code == 2 and "--photos must be in [1, 3]" in capsys.readouterr().err
