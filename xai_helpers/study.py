@@ -250,7 +250,6 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
     gc_soft, _ = explain(model, images[:2 * n], classes[:2 * n], "gradcam", "softmax")
     ig_logit_2d, ig_logit = explain(model, images[:2 * n], classes[:2 * n], "ig", "logits", ig)
 
-    curve_images, curve_classes, curve_names = [], [], []
     for i, row in enumerate(rows):
         clean, advadv, advtrue, control = i, n + i, 2 * n + i, 3 * n + i
         row.update({"adv_top1": adv_cls[i], "adv_p_top1": float(adv_probs[i, adv_cls[i]]),
@@ -281,16 +280,17 @@ def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], setting
             x_j = images[j]
             # Seeded per photo and image, so a row never depends on which batch it was computed in.
             random_map = np.random.default_rng([settings.seed, seed_ids[i], j // n]).random(x_j.shape[:2])
+            # One photo's curves at a time: the curve images of a whole batch would cost ~1 GB.
+            curve_images, curve_names = [], []
             for method, saliency in (("gc", gc_logit[j]), ("ig", ig_soft_2d[j]), ("random", random_map)):
                 deletion, insertion = deletion_insertion_images(x_j, saliency, settings.deletion_steps,
                                                                 settings.deletion_blur_sigma)
                 curve_images += [deletion, insertion]
-                curve_classes += [classes[j], classes[j]]
-                curve_names += [(i, f"del_{method}_{image_kind}"), (i, f"ins_{method}_{image_kind}")]
-    curves = class_probability_curves(model, np.concatenate(curve_images), curve_classes,
-                                       settings.deletion_steps + 1)
-    for (i, name), curve in zip(curve_names, curves):
-        rows[i][f"{name}_auc"] = curve_auc(curve)
+                curve_names += [f"del_{method}_{image_kind}", f"ins_{method}_{image_kind}"]
+            curves = class_probability_curves(model, np.concatenate(curve_images), [classes[j]] * len(curve_names),
+                                              settings.deletion_steps + 1)
+            for name, curve in zip(curve_names, curves):
+                row[f"{name}_auc"] = curve_auc(curve)
     maps = {"gc": {"clean": gc_logit[:n], "advadv": gc_logit[n:2 * n], "advtrue": gc_logit[2 * n:3 * n]},
             "ig": {"clean": ig_soft_2d[:n], "advadv": ig_soft_2d[n:2 * n], "advtrue": ig_soft_2d[2 * n:3 * n]}}
     _intervention_columns(model, xs, adv, rows, truth, adv_cls, maps, settings, seed_ids)
