@@ -1,20 +1,28 @@
-"""The many-photo study: FGSM and its explanations over the 1000 ImageNet sample photos.
+"""The many-photo study: FGSM, PGD and their explanations over the 1000 ImageNet sample photos (or a folder).
 
 Per photo (one per class, in a seeded random order so that any prefix is a random sample of classes):
 
-1. attack: clean top-1, and untargeted FGSM against the true label at every eps of ``EPS_GRID_PIXELS``
-   (one gradient, reused for every eps);
+1. attack: clean top-1, untargeted FGSM against the true label at every eps of ``EPS_GRID_PIXELS`` (one
+   gradient, reused for every eps), and PGD (Madry et al. 2018; ``pgd_steps`` steps, seeded per photo)
+   at the same eps;
 2. for photos the model gets right, at ``STUDY_EPS_PIXELS``: Grad-CAM (logits) and IG (softmax) maps of
    (clean, true class), (adversarial, adversarial class), (adversarial, true class) and, as a control,
    (clean + random-sign noise of the same eps, true class), compared with ``compare_maps`` (Ghorbani et
    al. 2019);
 3. standard vs reversed targets (Grad-CAM logits vs softmax, IG softmax vs logits) on clean and
-   adversarial images, next to the model's confidence;
+   adversarial images, next to the model's confidence and the runner-up share ``p_2 / (1 - p_1)``;
 4. deletion and insertion AUC (Petsiuk et al. 2018) of each map and of a random map;
-5. (``sanity_check``) cascading randomisation of the top layers (Adebayo et al. 2018);
-6. features that need only the image at hand, for telling clean from adversarial (``detection_auc``).
+5. for fooled photos, the causal columns (``analysis.intervene``): the share of the attack's margin change
+   kept by each map's top pixels and by random pixels, the attack attribution's top share, and the
+   (clean image, adversarial class) control map;
+6. (``sanity_check``) cascading randomisation of the top layers (Adebayo et al. 2018);
+7. features that need only the image at hand, for telling clean from adversarial (``detection_auc``).
 
-Everything is seeded; rows are appended to a CSV as batches finish, so a long run can be resumed.
+Everything is seeded per photo. The table is rewritten atomically after every batch (``table``), so a long
+run can be interrupted and resumed without losing a row. A row depends on the batch it was computed in only
+through floating-point summation order (IG's chunks hold ``batch_size // photos`` path points per image):
+differences appear in the 6th significant digit; the Ray runner uses the serial runner's batches, so its
+rows are identical.
 """
 from __future__ import annotations
 
