@@ -1,0 +1,51 @@
+"""Faithfulness helpers: ROAD's noisy linear imputation (known answers) and normalised curves."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xai_helpers import faithfulness as ff
+
+
+def _ramp(height=20, width=24):
+    rows, cols = np.mgrid[0:height, 0:width]
+    r = 0.02 * rows - 0.03 * cols + 0.1
+    return np.stack([r, -r, 0.5 * r], axis=-1).astype(np.float64)
+
+
+def test_imputation_without_noise_reproduces_a_linear_image_inside():
+    # A linear function equals the symmetric weighted mean of its neighbours, so an interior hole of a
+    # linear image is filled exactly.
+    x = _ramp()
+    removed = np.zeros(x.shape[:2], bool)
+    removed[5:12, 6:15] = True
+    out = ff.noisy_linear_imputation(x, removed, noise=0.0)
+    np.testing.assert_allclose(out, x, atol=1e-5)
+
+
+def test_imputation_keeps_the_other_pixels_and_its_noise_is_seeded():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-0.5, 0.5, (16, 16, 3))
+    removed = rng.random((16, 16)) < 0.3
+    first = ff.noisy_linear_imputation(x, removed, seed=4)
+    np.testing.assert_allclose(first[~removed], x[~removed], atol=1e-6)
+    np.testing.assert_array_equal(first, ff.noisy_linear_imputation(x, removed, seed=4))
+    assert not np.array_equal(first, ff.noisy_linear_imputation(x, removed, seed=5))
+
+
+def test_road_removes_the_asked_share_most_or_least_relevant_first():
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, (20, 24, 3))  # not linear: imputation changes pixels
+    saliency = np.arange(x.shape[0] * x.shape[1], dtype=float).reshape(x.shape[:2])
+    morf = ff.road_images(x, saliency, [0.0, 0.25], noise=0.0)
+    lerf = ff.road_images(x, saliency, [0.25], most_relevant_first=False, noise=0.0)
+    np.testing.assert_allclose(morf[0], x, atol=1e-6)
+    changed_morf = np.any(np.abs(morf[1] - x) > 0, axis=-1)
+    changed_lerf = np.any(np.abs(lerf[0] - x) > 0, axis=-1)
+    assert changed_morf[-5:].any() and not changed_morf[:5].any()   # the highest saliency is at the bottom
+    assert changed_lerf[:5].any() and not changed_lerf[-5:].any()
+
+
+def test_normalised_curve_divides_by_the_intact_score_and_rejects_a_zero_one():
+    np.testing.assert_allclose(ff.normalised_curve([0.6, 0.3], 0.6), [1.0, 0.5])
+    with pytest.raises(ValueError):
+        ff.normalised_curve([0.1], 0.0)
