@@ -166,13 +166,7 @@ def random_masks(shape: tuple[int, int], fraction: float, n: int, seed: int | Se
     """Return ``n`` seeded random boolean pixel masks (n, H, W), each with ``round(fraction * H * W)`` pixels."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")
-    size = int(np.prod(shape))
-    k = int(round(fraction * size))
-    rng = np.random.default_rng(seed)
-    masks = np.zeros((n, size), dtype=bool)
-    for i in range(n):
-        masks[i, rng.permutation(size)[:k]] = True
-    return masks.reshape(n, *shape)
+    return _nested_random_masks(shape, [fraction], n, seed)[:, 0]
 
 
 def _top_masks(saliency: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
