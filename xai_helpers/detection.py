@@ -51,3 +51,33 @@ def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_
 
 
 __all__ = ["detection_auc"]
+
+
+def high_frequency_energy(x: np.ndarray) -> float:
+    """Return the mean squared response of the image to the discrete Laplacian (an image statistic, no model).
+
+    ``mean((4 x_ij - x_i-1,j - x_i+1,j - x_i,j-1 - x_i,j+1)^2)`` over interior pixels and channels: sign noise
+    of size eps adds about ``20 eps^2`` to it, so it is the obvious non-explanation baseline for telling an
+    FGSM/PGD image from its photo (the detection question must beat it to credit the explanations).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"x must be one image (H, W, C), got shape {x.shape}.")
+    lap = 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
+    return float(np.mean(lap ** 2))
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, at: float = 0.05) -> float:
+    """Return the true-positive rate of a ROC curve at false-positive rate ``at`` (step interpolation).
+
+    The largest TPR whose FPR does not exceed ``at``: what a detector catches when it may raise a false
+    alarm on ``at`` of clean images.
+    """
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    if not 0.0 <= at <= 1.0:
+        raise ValueError(f"at must be in [0, 1], got {at!r}.")
+    allowed = fpr <= at
+    return float(tpr[allowed].max()) if np.any(allowed) else 0.0
+
+
+__all__ += ["high_frequency_energy", "tpr_at_fpr"]
