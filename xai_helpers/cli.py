@@ -736,7 +736,7 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
 def _intervention_row(fig, row_axes, x: np.ndarray, intervention) -> None:
     """Draw the causal row: the signed attack attribution, then every map's perturbation curve vs random."""
     from .interventions import signed_map
-    from .plotting import signed_overlay
+    from .plotting import draw_perturbation_curves, signed_overlay
 
     attribution = signed_map(intervention.attribution.attributions)
     signed_overlay(row_axes[0], x, attribution,
@@ -746,14 +746,9 @@ def _intervention_row(fig, row_axes, x: np.ndarray, intervention) -> None:
     for ax in row_axes[1:]:
         ax.remove()
     ax = fig.add_subplot(grid[-1, 1:])
-    first = next(iter(intervention.curves.values()))
-    low, mid, high = np.percentile(first.random, [2.5, 50, 97.5], axis=0)
-    ax.fill_between(first.fractions, low, high, color="0.8", label="random pixels (95%)")
-    ax.plot(first.fractions, mid, color="0.4", ls="--", lw=1)
-    for name, curve in intervention.curves.items():
-        label = "attack attribution" if name == "attack" else name
-        ax.plot(curve.fractions, curve.kept, lw=2.2 if name == "attack" else 1.3,
-                color="black" if name == "attack" else None, label=f"{label}: AUC {curve.auc:.2f}")
+    labels = {name: f"{'attack attribution' if name == 'attack' else name}: AUC {curve.auc:.2f}"
+              for name, curve in intervention.curves.items()}
+    draw_perturbation_curves(ax, intervention.curves, {"attack": {"color": "black", "lw": 2.2}}, labels)
     ax.set_xlabel("share of pixels that keep the perturbation (each map's top pixels first)", fontsize=9)
     ax.set_ylabel("share of the margin change kept", fontsize=9)
     ax.set_title("Which pixels carry the attack? (the perturbation kept on each map's top pixels only)",

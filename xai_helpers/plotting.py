@@ -369,9 +369,6 @@ __all__ = ["DISPLAY_PERCENTILE", "DIVERGING_CMAP", "HEATMAP_CMAP", "MIN_FONT_PT"
 # ------------------------------------------------------------------------------------------------------
 # Interventions (book chapter "interventions"; the numbers come from xai_helpers.interventions)
 
-SIGNED_CMAP = "RdBu_r"
-
-
 def signed_maps_figure(x: np.ndarray, maps: Mapping[str, np.ndarray], boxes: Mapping[str, Sequence[int]],
                        zoom: Sequence[int], colorbar_label: str, percentile: float = 99.0) -> plt.Figure:
     """Return one row per signed (H, W) map: over the whole photo, then a zoomed crop of ``zoom``.
@@ -389,7 +386,7 @@ def signed_maps_figure(x: np.ndarray, maps: Mapping[str, np.ndarray], boxes: Map
         height, width = m.shape
         for ax, (r0, r1, c0, c1) in ((a_full, (0, height, 0, width)), (a_zoom, (top, bottom, left, right))):
             ax.imshow(grey[r0:r1, c0:c1], cmap="gray", vmin=0.0, vmax=1.0)
-            im = ax.imshow(m[r0:r1, c0:c1], cmap=SIGNED_CMAP, vmin=-scale, vmax=scale, alpha=0.75)
+            im = ax.imshow(m[r0:r1, c0:c1], cmap=DIVERGING_CMAP, vmin=-scale, vmax=scale, alpha=0.75)
             outline_regions(ax, boxes, color="black", labels=ax is a_zoom, offset=(r0, c0))
             _finish(ax, None)
         a_full.set_title(textwrap.fill(title, 34), fontsize=10, loc="left")  # fits its panel at page width
@@ -428,6 +425,24 @@ def restriction_figure(panels: Mapping[str, Mapping[str, tuple[float, float, flo
     return fig
 
 
+def draw_perturbation_curves(ax, curves: Mapping[str, object],
+                             styles: Mapping[str, Mapping[str, object]] | None = None,
+                             labels: Mapping[str, str] | None = None) -> None:
+    """Draw perturbation curves (``interventions.PerturbationCurve``, one shared random control) on ``ax``.
+
+    The random control is a grey band (2.5th-97.5th percentile) with a dashed median; ``styles[name]``:
+    matplotlib line keywords; ``labels[name]``: legend text (default: the name).
+    """
+    first = next(iter(curves.values()))
+    low, mid, high = np.percentile(first.random, [2.5, 50, 97.5], axis=0)
+    ax.fill_between(first.fractions, low, high, color="0.8", label="random pixels (95% band)")
+    ax.plot(first.fractions, mid, color="0.4", ls="--", lw=1.2, label="random pixels (median)")
+    for name, curve in curves.items():
+        style = dict((styles or {}).get(name, {}))
+        style.setdefault("lw", 1.5)
+        ax.plot(curve.fractions, curve.kept, label=(labels or {}).get(name, name), **style)
+
+
 def perturbation_curves_figure(panels: Mapping[str, Mapping[str, object]], ylabel: str,
                                styles: Mapping[str, Mapping[str, object]] | None = None) -> plt.Figure:
     """Return one panel per attack with the perturbation curve of each map over its random control.
@@ -439,15 +454,7 @@ def perturbation_curves_figure(panels: Mapping[str, Mapping[str, object]], ylabe
     fig, axes = plt.subplots(len(panels), 1, figsize=(PAGE_WIDTH_IN, 3.6 * len(panels) + 1.8), squeeze=False,
                              sharey=True, constrained_layout=True)
     for ax, (title, curves) in zip(axes[:, 0], panels.items()):
-        first = next(iter(curves.values()))
-        f = first.fractions
-        low, mid, high = np.percentile(first.random, [2.5, 50, 97.5], axis=0)
-        ax.fill_between(f, low, high, color="0.8", label="random pixels (95% band)")
-        ax.plot(f, mid, color="0.4", ls="--", lw=1.2, label="random pixels (median)")
-        for name, curve in curves.items():
-            style = dict((styles or {}).get(name, {}))
-            style.setdefault("lw", 1.5)
-            ax.plot(f, curve.kept, label=name, **style)
+        draw_perturbation_curves(ax, curves, styles)
         ax.axhline(1.0, color="black", lw=0.6, ls=":")
         ax.set_xlabel("share of pixels that keep the perturbation (top of each map first)", fontsize=10)
         ax.set_ylabel(ylabel, fontsize=10)
@@ -459,4 +466,4 @@ def perturbation_curves_figure(panels: Mapping[str, Mapping[str, object]], ylabe
     return fig
 
 
-__all__ += ["perturbation_curves_figure", "restriction_figure", "signed_maps_figure"]
+__all__ += ["draw_perturbation_curves", "perturbation_curves_figure", "restriction_figure", "signed_maps_figure"]
