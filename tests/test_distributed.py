@@ -11,7 +11,7 @@ pytest.importorskip("ray")
 
 #: A cheap configuration: every column of the study, few steps.
 SETTINGS = study.StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2, intervention_random_masks=2,
-                               pgd_steps=1)
+                               pgd_steps=1, study_eps_pixels=2.0, road_photos=0)
 
 
 def _rows(path):

@@ -141,8 +141,8 @@ def test_a_real_short_study_interrupted_and_resumed_keeps_its_rows(tmp_path):
     """The real model on 3 photos with cheap settings: Ctrl-C once the first row is written, then resume."""
     from xai_helpers import study
 
-    cheap = {"ig_steps": 4, "eps_grid_pixels": (2.0,), "pgd_steps": 0, "deletion_steps": 2,
-             "intervention_random_masks": 1}
+    cheap = {"ig_steps": 4, "eps_grid_pixels": (2.0,), "study_eps_pixels": 2.0, "pgd_steps": 0,
+             "deletion_steps": 2, "intervention_random_masks": 1, "road_photos": 0}
     fields = {f.name for f in dataclasses.fields(study.StudySettings)}
     settings = {k: v for k, v in cheap.items() if k in fields}
     script = tmp_path / "real_study.py"

@@ -11,7 +11,7 @@ from xai_helpers.cli import main
 from xai_helpers.table import load_table
 
 SETTINGS = study.StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2, intervention_random_masks=2,
-                               pgd_steps=1)
+                               pgd_steps=1, study_eps_pixels=2.0, road_photos=0)
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_a_folder_study_keys_rows_by_photo_and_resumes(folder, tmp_path, mobilen
     assert [r["photo_index"] for r in rows] == ["0", "1", "2"]
     assert [r["file"] for r in rows] == ["a_cat.jpg", "b_lizard.jpg", "c_car.jpg"]
     assert rows[1]["class_index"] == "41" and "class_index" not in rows[2]  # unlabelled: empty cell
-    assert "clean_correct" not in rows[2] and "adv_top1" in rows[2]  # explained for its own top-1
+    assert "clean_correct" not in rows[2] and "fgsm_top1" in rows[2]  # explained for its own top-1
     before = out.read_text()
     study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels)
     assert out.read_text() == before  # resumed: nothing recomputed, nothing lost

@@ -1,4 +1,5 @@
-"""The study's causal columns (issue: interventions): filled for fooled photos, in range, consistent."""
+"""The study's per-attack columns (issues: interventions; the study, rigorous): causal columns for fooled
+photos, PGD beside FGSM, faithfulness and ROAD columns, cost columns; all in range and consistent."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,41 +7,52 @@ import pytest
 
 from xai_helpers import study
 
-MAPS = ("gc_clean", "gc_advadv", "gc_advtrue", "ig_clean", "ig_advadv", "ig_advtrue", "gc_cleanadv",
-        "ig_cleanadv", "attack", "random_median")
+ATTACKS = ("fgsm", "pgd")
+
+
+def kept_maps(a: str) -> tuple[str, ...]:
+    return (f"gc_clean", f"gc_{a}adv", f"gc_{a}true", "ig_clean", f"ig_{a}adv", f"ig_{a}true", f"gc_clean{a}",
+            f"ig_clean{a}", "attack", "random_median")
 
 
 @pytest.fixture(scope="module")
 def rows(mobilenet):
-    settings = study.StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2,
-                                   intervention_random_masks=3)
+    # ROAD only for the first photo of the order (``road_photos=1``): both branches of the subset rule.
+    settings = study.StudySettings(eps_grid_pixels=(1.0, 2.0), study_eps_pixels=2.0, ig_steps=4, deletion_steps=2,
+                                   intervention_random_masks=3, road_photos=1)
     photos = [int(c) for c in study.photo_order(settings.seed)[:3]]
     return study.analyse_batch(mobilenet, photos, settings)
 
 
-def test_intervention_columns_exist_exactly_for_fooled_photos(rows):
-    fooled = [r for r in rows if r.get("fooled") == 1]
-    assert fooled, "the first photos of the study order include fooled ones"
-    for row in rows:
-        has = "kept_attack" in row
-        assert has == (row.get("fooled") == 1), row["name"]
+def explained(rows):
+    return [r for r in rows if r["clean_correct"] == 1]
+
+
+def test_intervention_columns_exist_exactly_for_the_photos_each_attack_fooled(rows):
+    assert explained(rows), "the first photos of the study order include correctly classified ones"
+    for a in ATTACKS:
+        assert any(r.get(f"{a}_fooled") == 1 for r in rows), a
+        for row in rows:
+            assert (f"{a}_kept_attack" in row) == (row.get(f"{a}_fooled") == 1), (a, row["name"])
 
 
 def test_intervention_columns_are_finite_and_the_attack_attribution_is_accurate(rows):
-    for row in (r for r in rows if r.get("fooled") == 1):
-        for name in MAPS:
-            assert np.isfinite(row[f"kept_{name}"]), name
-        assert row["attack_logit_change"] < 0  # the attack lowers the true logit
-        assert row["attack_logit_reldelta"] <= 0.01 or row["attack_logit_steps"] >= 1025
-        for method in ("gc", "ig"):
-            assert 0.0 <= row[f"{method}_cleanadv_top_iou"] <= 1.0
-            assert -1.0 <= row[f"{method}_cleanadv_spearman"] <= 1.0
+    for a in ATTACKS:
+        for row in (r for r in rows if r.get(f"{a}_fooled") == 1):
+            for name in kept_maps(a):
+                assert np.isfinite(row[f"{a}_kept_{name}"]), (a, name)
+            assert row[f"{a}_attack_change"] < 0  # the attack lowers the true logit
+            assert row[f"{a}_attack_reldelta"] <= 0.01 or row[f"{a}_attack_steps"] >= 1025
+            for method in ("gc", "ig"):
+                assert 0.0 <= row[f"{method}_clean{a}_top_iou"] <= 1.0
+                assert -1.0 <= row[f"{method}_clean{a}_spearman"] <= 1.0
 
 
 def test_top_pixels_of_the_attack_attribution_carry_more_than_their_share(rows):
     # 10% of the pixels, ranked by their contribution to the drop, carry far more than 10% of it.
-    for row in (r for r in rows if r.get("fooled") == 1):
-        assert row["attack_logit_top_share"] > 0.3
+    for a in ATTACKS:
+        for row in (r for r in rows if r.get(f"{a}_fooled") == 1):
+            assert row[f"{a}_attack_top_share"] > 0.3, a
 
 
 def test_runner_up_share_is_the_runner_ups_part_of_what_the_top_class_leaves():
@@ -49,8 +61,57 @@ def test_runner_up_share_is_the_runner_ups_part_of_what_the_top_class_leaves():
     assert np.isnan(study.runner_up_share(np.array([1.0, 0.0])))
 
 
-def test_pgd_columns_sit_beside_fgsm_on_the_eps_grid(rows):
+def test_pgd_and_fgsm_columns_sit_side_by_side_on_the_eps_grid(rows):
     for row in rows:
-        assert {"pgd2_top1", "pgd2_p_top1", "pgd2_p_true", "pgd2_changed"} <= set(row)
-        assert 0.0 <= row["pgd2_p_true"] <= row["pgd2_p_top1"] + 1e-12 <= 1.0 + 1e-9
+        for a in ATTACKS:
+            for eps in ("1", "2"):
+                assert {f"{a}{eps}_top1", f"{a}{eps}_p_top1", f"{a}{eps}_p_true", f"{a}{eps}_changed",
+                        f"{a}{eps}_hf"} <= set(row)
+                assert 0.0 <= row[f"{a}{eps}_p_true"] <= row[f"{a}{eps}_p_top1"] + 1e-12 <= 1.0 + 1e-9
+            # sign noise of a larger eps raises the image's high-frequency energy
+            assert row[f"{a}2_hf"] > row["clean_hf"]
         assert 0.0 <= row["clean_runnerup_share"] <= 1.0
+    for row in explained(rows):  # the explained images are the grid's images at study_eps_pixels
+        for a in ATTACKS:
+            assert row[f"{a}_top1"] == row[f"{a}2_top1"] and row[f"{a}_p_true"] == row[f"{a}2_p_true"]
+            assert 0.0 <= row[f"{a}_runnerup_share"] <= 1.0
+
+
+def test_a_study_eps_off_the_grid_is_refused(mobilenet, one_sentence):
+    settings = study.StudySettings(eps_grid_pixels=(2.0,), study_eps_pixels=1.0)
+    with pytest.raises(ValueError) as excinfo:
+        study.analyse_batch(mobilenet, [int(study.photo_order()[0])], settings)
+    one_sentence(excinfo, "study_eps_pixels", "eps_grid_pixels")
+
+
+def test_faithfulness_columns_are_normalised_and_hold_the_half_step_areas(rows):
+    for row in explained(rows):
+        for kind in ("clean", "fgsm"):
+            assert 0.0 < row[f"{kind}_faith_p"] <= 1.0
+            for name in ("gc", "igabs", "igpos", "random"):
+                for curve in ("del", "ins"):
+                    full, half = row[f"{curve}_{name}_{kind}_auc"], row[f"{curve}_{name}_{kind}_auc_half"]
+                    assert np.isfinite(full) and np.isfinite(half) and full >= 0.0
+
+
+def test_road_columns_exist_only_for_the_seeded_subset(rows):
+    first = int(study.photo_order()[0])
+    for row in explained(rows):
+        has = "road_morf_gc_clean" in row
+        assert has == (row["class_index"] == first), row["name"]
+        if has:
+            for kind in ("clean", "fgsm"):
+                for name in ("gc", "igpos", "random"):
+                    assert row[f"road_morf_{name}_{kind}"] >= 0.0 and row[f"road_lerf_{name}_{kind}"] >= 0.0
+
+
+def test_every_ig_map_records_its_completeness_error_and_each_photo_its_cost(rows):
+    for row in explained(rows):
+        for pair in ("clean", "fgsmadv", "fgsmtrue", "pgdadv", "pgdtrue", "noise"):
+            assert row[f"ig_{pair}_reldelta"] >= 0.0, pair
+        # at least: FGSM's gradient, PGD's steps on the grid and 8 IG maps of ig_steps + 1 points
+        assert row["gradient_evals"] >= 1 + 10 * 2 + 8 * 5
+
+
+def test_machine_description_names_the_cpus():
+    assert "CPUs" in study.machine_description()

@@ -145,3 +145,63 @@ def normalised_curve(scores: np.ndarray, reference: float) -> np.ndarray:
 
 
 __all__ += ["noisy_linear_imputation", "normalised_curve", "road_images"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# The study's faithfulness numbers: normalised areas, with the step count's own stability check
+
+
+def deletion_insertion_aucs(model, x: np.ndarray, saliencies: dict[str, np.ndarray], class_index: int,
+                            steps: int, blur_sigma: float) -> tuple[float, dict[str, dict[str, float]]]:
+    """Return ``(p_intact, aucs)``: normalised deletion and insertion AUCs of each map of one image.
+
+    Each curve is p(class) along ``deletion_insertion_images`` divided by p(class | intact image), so
+    that images the model is more or less sure of compare on one scale (1 = as sure as on the photo).
+    ``aucs[name]`` holds ``deletion`` and ``insertion`` (``steps`` equal steps) and ``deletion_half`` and
+    ``insertion_half`` (every other point: ``steps / 2`` steps, the same curve sampled half as finely), so
+    that ``|auc - auc_half|`` measures whether ``steps`` is enough. ``steps`` must be even.
+    """
+    if steps < 2 or steps % 2:
+        raise ValueError(f"steps must be an even number of at least 2, got {steps!r}.")
+    images, names = [], []
+    for name, saliency in saliencies.items():
+        deletion, insertion = deletion_insertion_images(x, saliency, steps, blur_sigma)
+        images += [deletion, insertion]
+        names.append(name)
+    curves = class_probability_curves(model, np.concatenate(images), [class_index] * (2 * len(names)), steps + 1)
+    p_intact = float(curves[0, 0])  # step 0 of the first deletion curve is the intact image
+    aucs = {}
+    for k, name in enumerate(names):
+        deletion, insertion = (normalised_curve(c, p_intact) for c in curves[2 * k:2 * k + 2])
+        aucs[name] = {"deletion": curve_auc(deletion), "insertion": curve_auc(insertion),
+                      "deletion_half": curve_auc(deletion[::2]), "insertion_half": curve_auc(insertion[::2])}
+    return p_intact, aucs
+
+
+#: Fractions of pixels ROAD removes: denser where the most-relevant-first curve moves most.
+ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.7)
+
+
+def road_scores(model, x: np.ndarray, saliencies: dict[str, np.ndarray], class_index: int,
+                fractions=ROAD_FRACTIONS, noise: float = ROAD_NOISE, seed=0) -> dict[str, dict[str, float]]:
+    """Return ROAD's two numbers per map: the mean normalised p(class) over ``fractions`` when the most
+    (``morf``, lower = more faithful) or least (``lerf``, higher = more faithful) relevant pixels are
+    removed by noisy linear imputation (Rong et al. 2022). Normalised by p(class | intact image).
+
+    ROAD replaces removed pixels by what their neighbours predict plus noise, so, unlike blur, the shape
+    of the removed set leaks little of the map's ranking into the image the model sees. The imputation
+    noise is seeded by ``seed`` (the same for every map, so maps differ only in their ranking).
+    """
+    images, names = [x[None]], []
+    for name, saliency in saliencies.items():
+        for first in (True, False):
+            images.append(road_images(x, saliency, fractions, most_relevant_first=first, noise=noise, seed=seed))
+        names.append(name)
+    probs = probabilities(model, np.concatenate(images).astype(np.float32))[:, class_index]
+    p_intact, curves = float(probs[0]), probs[1:].reshape(len(names), 2, len(fractions))
+    return {name: {"morf": float(np.mean(normalised_curve(curves[k, 0], p_intact))),
+                   "lerf": float(np.mean(normalised_curve(curves[k, 1], p_intact)))}
+            for k, name in enumerate(names)}
+
+
+__all__ += ["ROAD_FRACTIONS", "deletion_insertion_aucs", "road_scores"]

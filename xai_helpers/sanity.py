@@ -55,7 +55,8 @@ SANITY_IG_STEPS = 16
 
 def sanity_check(model, class_indices: Sequence[int], settings,
                  ig_steps: int = SANITY_IG_STEPS) -> list[dict]:
-    """Return rows (photo, stage, Spearman of the randomised map vs the original) for Grad-CAM and IG.
+    """Return rows (photo, stage, Spearman of the randomised map vs the original) for Grad-CAM and IG of
+    logits (the study's maps).
 
     A randomised map that is constant (e.g. Grad-CAM with no positive evidence left) has no rank
     correlation: its row holds NaN, which the reader must count as "changed", not drop.
@@ -65,7 +66,7 @@ def sanity_check(model, class_indices: Sequence[int], settings,
     ig_kw = dict(baseline=settings.ig_baseline, steps=ig_steps, method=settings.ig_method)
     reference_gc = gradcam(model, xs, classes, target="logits")
     reference_ig = [to_2d(r.attributions) for r in
-                    integrated_gradients_batch(model, xs, classes, target="softmax", **ig_kw)]
+                    integrated_gradients_batch(model, xs, classes, target="logits", **ig_kw)]
     rows, randomized = [], []
     for stage, layers in SANITY_STAGES:
         randomized += list(layers)
@@ -73,7 +74,7 @@ def sanity_check(model, class_indices: Sequence[int], settings,
         with np.errstate(all="ignore"):
             stage_gc = gradcam(noisy_model, xs, classes, target="logits")
         stage_ig = [to_2d(r.attributions) for r in
-                    integrated_gradients_batch(noisy_model, xs, classes, target="softmax", **ig_kw)]
+                    integrated_gradients_batch(noisy_model, xs, classes, target="logits", **ig_kw)]
         for i, c in enumerate(classes):
             rows.append({"class_index": c, "stage": stage,
                          "gc_spearman": compare_maps(reference_gc[i], stage_gc[i])["spearman"],

@@ -3,20 +3,27 @@
 Per photo (one per class, in a seeded random order so that any prefix is a random sample of classes):
 
 1. attack: clean top-1, untargeted FGSM against the true label at every eps of ``EPS_GRID_PIXELS`` (one
-   gradient, reused for every eps), and PGD (Madry et al. 2018; ``pgd_steps`` steps, seeded per photo)
-   at the same eps;
-2. for photos the model gets right, at ``STUDY_EPS_PIXELS``: Grad-CAM (logits) and IG (softmax) maps of
-   (clean, true class), (adversarial, adversarial class), (adversarial, true class) and, as a control,
-   (clean + random-sign noise of the same eps, true class), compared with ``compare_maps`` (Ghorbani et
-   al. 2019);
-3. standard vs reversed targets (Grad-CAM logits vs softmax, IG softmax vs logits) on clean and
-   adversarial images, next to the model's confidence and the runner-up share ``p_2 / (1 - p_1)``;
-4. deletion and insertion AUC (Petsiuk et al. 2018) of each map and of a random map;
-5. for fooled photos, the causal columns (``analysis.intervene``): the share of the attack's margin change
-   kept by each map's top pixels and by random pixels, the attack attribution's top share, and the
-   (clean image, adversarial class) control map;
+   gradient, reused for every eps) and PGD (Madry et al. 2018; ``pgd_steps`` steps of eps/4, random start
+   seeded per photo) at the same eps; columns ``{fgsm,pgd}{eps}_*``, with each image's high-frequency
+   energy (``*_hf``);
+2. for photos the model gets right, at ``STUDY_EPS_PIXELS`` (one pixel level, as in the single-photo
+   chapters), per attack a: Grad-CAM and IG maps of logits (a class that has lost its probability is
+   explained by its logit, not its softmax) of (clean, true class), (a's image, its class), (a's image, true
+   class) and, as a control, (clean + random-sign noise of the same eps, true class), compared with
+   ``compare_maps`` (Ghorbani et al. 2019); each IG map's completeness error ``ig_{pair}_reldelta``;
+3. standard vs reversed targets (Grad-CAM logits vs softmax, IG softmax vs logits) on the clean and FGSM
+   images, next to the model's confidence and the runner-up share ``p_2 / (1 - p_1)``;
+4. faithfulness of each map (Grad-CAM, |IG|, signed IG positive first, a seeded random map) on the clean and
+   FGSM images: deletion and insertion AUC (Petsiuk et al. 2018) normalised by the intact image's score, at
+   ``deletion_steps`` and half as many (``_auc_half``); ROAD (Rong et al. 2022) on a seeded subset;
+5. for the photos each attack fools, the causal columns (``analysis.intervene``): the share of the attack's
+   margin change kept by each map's top pixels and by random pixels, the attack attribution's top share
+   (refined to 1% completeness), and the (clean image, adversarial class) control map;
 6. (``sanity_check``) cascading randomisation of the top layers (Adebayo et al. 2018);
-7. features that need only the image at hand, for telling clean from adversarial (``detection_auc``).
+7. features that need only the image at hand, for telling clean from adversarial (``detection``):
+   confidence, high-frequency energy, the maps' entropy and agreement;
+8. the cost: ``seconds`` and ``gradient_evals`` (IG, attack attributions, attacks) per photo, and
+   ``ran_on``, the machine.
 
 Everything is seeded per photo. The table is rewritten atomically after every batch (``table``), so a long
 run can be interrupted and resumed without losing a row. A row depends on the batch it was computed in only
@@ -42,25 +49,34 @@ from .compare import compare_maps
 from .data import load_image, sample_image, sample_photos
 from .analysis import IGSettings, explain, intervene
 # One module per idea; re-exported so that ``study.<name>`` keeps working for the chapters.
-from .detection import detection_auc  # noqa: F401
-from .faithfulness import class_probability_curves, curve_auc, deletion_insertion_images  # noqa: F401
+from .detection import detection_auc, high_frequency_energy, transfer_detection_auc  # noqa: F401
+from .faithfulness import (class_probability_curves, curve_auc, deletion_insertion_aucs,  # noqa: F401
+                           deletion_insertion_images, road_scores)
+from .interventions import signed_map
 from .sanity import SANITY_IG_STEPS, SANITY_STAGES, randomize_top_layers, sanity_check  # noqa: F401
 from .summary import binned, bootstrap_ci  # noqa: F401
 from .model import probabilities, weights_fingerprint
 
 EPS_GRID_PIXELS = (0.5, 1.0, 2.0, 4.0, 8.0)
-STUDY_EPS_PIXELS = 2.0
+#: The explanations' eps: one pixel level, as in the single-photo chapters (``attacks.DEFAULT_EPS_PIXELS``).
+STUDY_EPS_PIXELS = 1.0
+#: The attacks compared side by side at every eps (PGD is left out when ``pgd_steps`` is 0).
+ATTACK_NAMES = ("fgsm", "pgd")
 #: IG steps in the study: 32 trapezoid steps (4x cheaper than the report's default of 128); the
 #: completeness error this costs is recorded per map (``ig_reldelta_*``) and shown in the chapter.
 STUDY_IG_STEPS = 32
 STUDY_IG_METHOD = "trapezoid"
 #: Deletion/insertion: pixels are removed (replaced by the blurred photo) or inserted in this many equal
-#: steps, most important first.
-DELETION_STEPS = 10
+#: steps, most important first; the table also holds the area from every other point (``_auc_half``), so
+#: that the chapter measures whether this many steps is enough.
+DELETION_STEPS = 16
 DELETION_BLUR_SIGMA = 10.0
 SEED = 0
 #: Random masks per fooled photo for the chance level of "share of the attack kept by a map's top pixels".
 INTERVENTION_RANDOM_MASKS = 8
+#: ROAD (noisy linear imputation, ~50 sparse solves per photo) runs on the explained photos among the first
+#: this many of the seeded study order: a seeded random subset of about 330 correctly classified photos.
+ROAD_PHOTOS = 400
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,8 @@ class StudySettings:
     #: PGD (Madry et al. 2018) beside FGSM on the eps grid: this many steps of eps/4, random start seeded
     #: per photo; 0 leaves PGD out.
     pgd_steps: int = PGD_STEPS
+    #: ROAD's faithfulness numbers for the photos among the first this many of the study order.
+    road_photos: int = ROAD_PHOTOS
     extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
@@ -187,21 +205,23 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
     ``StudyPhoto`` records of a folder (rows keyed by ``photo_index``; an unlabelled photo is attacked and
     explained for the model's own top-1 class, and its ``clean_correct`` stays empty)."""
     records = []
+    rank = np.argsort(photo_order(settings.seed))  # position of each class in the study order
     for p in photos:
         if isinstance(p, StudyPhoto):
-            records.append((p, p.path, p.label, p.seed_id))
+            records.append((p, p.path, p.label, p.seed_id, p.index))
         else:
             sample = sample_photos()[int(p)]
-            records.append((sample, sample_image(int(p)), sample.class_index, sample.class_index))
-    xs = np.stack([load_image(path) for _, path, _, _ in records])
+            records.append((sample, sample_image(int(p)), sample.class_index, sample.class_index,
+                            int(rank[int(p)])))
+    xs = np.stack([load_image(path) for _, path, _, _, _ in records])
     clean_probs = probabilities(model, xs)
     clean_top = clean_probs.argmax(axis=1)
     truth = np.array([label if label is not None else int(clean_top[i])
-                      for i, (_, _, label, _) in enumerate(records)])
-    seed_ids = [seed_id for *_, seed_id in records]
+                      for i, (_, _, label, _, _) in enumerate(records)])
+    seed_ids = [r[3] for r in records]
     signs = loss_gradient_signs(model, xs, truth)
     rows = []
-    for i, (photo, path, label, _) in enumerate(records):
+    for i, (photo, path, label, _, _) in enumerate(records):
         top1 = int(clean_top[i])
         if isinstance(photo, StudyPhoto):
             row = {"photo_index": photo.index, "file": Path(path).name, "class_index": "" if label is None else label,
@@ -211,141 +231,194 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
                    "clean_top1": top1, "clean_correct": int(top1 == photo.class_index)}
         row.update({"clean_p_true": float(clean_probs[i, truth[i]]),
                     "clean_p_top1": float(clean_probs[i, top1]),
-                    "clean_runnerup_share": runner_up_share(clean_probs[i])})
+                    "clean_runnerup_share": runner_up_share(clean_probs[i]),
+                    "clean_hf": high_frequency_energy(xs[i])})
         rows.append(row)
+    at_study_eps: dict[str, np.ndarray] = {}  # the adversarial images the explanations use
     for levels in settings.eps_grid_pixels:
-        adv_probs = probabilities(model, np.clip(xs + pixels_to_eps(levels) * signs, -1, 1))
-        for i, row in enumerate(rows):
-            top1 = int(np.argmax(adv_probs[i]))
-            row[f"adv{levels:g}_top1"] = top1
-            row[f"adv{levels:g}_p_top1"] = float(adv_probs[i, top1])
-            row[f"adv{levels:g}_p_true"] = float(adv_probs[i, truth[i]])
-            row[f"adv{levels:g}_changed"] = int(top1 != row["clean_top1"])
+        eps = pixels_to_eps(levels)
+        attacked = {"fgsm": np.clip(xs + eps * signs, -1, 1).astype(np.float32)}
         if settings.pgd_steps:
-            pgd_probs = probabilities(model, pgd_batch(model, xs, truth, pixels_to_eps(levels), settings.pgd_steps,
-                                                       seeds=[[settings.seed, s] for s in seed_ids]))
+            attacked["pgd"] = pgd_batch(model, xs, truth, eps, settings.pgd_steps,
+                                        seeds=[[settings.seed, s] for s in seed_ids])
+        for name, images in attacked.items():
+            adv_probs = probabilities(model, images)
             for i, row in enumerate(rows):
-                top1 = int(np.argmax(pgd_probs[i]))
-                row.update({f"pgd{levels:g}_top1": top1, f"pgd{levels:g}_p_top1": float(pgd_probs[i, top1]),
-                            f"pgd{levels:g}_p_true": float(pgd_probs[i, truth[i]]),
-                            f"pgd{levels:g}_changed": int(top1 != row["clean_top1"])})
+                top1 = int(np.argmax(adv_probs[i]))
+                row.update({f"{name}{levels:g}_top1": top1, f"{name}{levels:g}_p_top1": float(adv_probs[i, top1]),
+                            f"{name}{levels:g}_p_true": float(adv_probs[i, truth[i]]),
+                            f"{name}{levels:g}_changed": int(top1 != row["clean_top1"]),
+                            f"{name}{levels:g}_hf": high_frequency_energy(images[i])})
+            if levels == settings.study_eps_pixels:
+                at_study_eps[name] = images
+    missing = set(ATTACK_NAMES[:1 + bool(settings.pgd_steps)]) - set(at_study_eps)
+    if missing:
+        raise ValueError(f"study_eps_pixels ({settings.study_eps_pixels:g}) must be one of eps_grid_pixels "
+                         f"{settings.eps_grid_pixels}.")
     # Explained: correctly classified photos, and unlabelled ones (explained for their own top-1).
     correct = [i for i, row in enumerate(rows) if row["clean_correct"] != 0]
     if correct:
-        _explain(model, xs[correct], signs[correct], [rows[i] for i in correct], settings,
-                 [int(truth[i]) for i in correct], [seed_ids[i] for i in correct])
+        _explain(model, xs[correct], {a: images[correct] for a, images in at_study_eps.items()},
+                 [rows[i] for i in correct], settings, [int(truth[i]) for i in correct],
+                 [seed_ids[i] for i in correct], [records[i][4] for i in correct])
     return rows
 
 
-def _explain(model, xs: np.ndarray, signs: np.ndarray, rows: list[dict], settings: StudySettings,
-             truth: list[int], seed_ids: list[int]) -> None:
-    """Add the explanation columns (questions 2, 3, 4, 6) to the rows of correctly classified photos."""
+def _explain(model, xs: np.ndarray, attacked: dict[str, np.ndarray], rows: list[dict], settings: StudySettings,
+             truth: list[int], seed_ids: list[int], positions: list[int]) -> None:
+    """Add the explanation columns (questions 2-7 of the module's docstring) to the rows of explained photos.
+
+    Maps are of logits (Grad-CAM and IG) wherever a class may have lost its probability (the true class on an
+    attacked image, the adversarial class on the clean one); the softmax maps appear only in the
+    standard-vs-reversed comparison, on the images whose top-1 class they explain.
+    """
     n = len(xs)
     eps = pixels_to_eps(settings.study_eps_pixels)
-    adv = np.clip(xs + eps * signs, -1, 1).astype(np.float32)
     noise = np.stack([random_sign_noise(x.shape, s, settings.seed) for x, s in zip(xs, seed_ids)])
     noisy = np.clip(xs + eps * noise, -1, 1).astype(np.float32)
-    adv_probs, noisy_probs = probabilities(model, adv), probabilities(model, noisy)
-    adv_cls = [int(np.argmax(p)) for p in adv_probs]
-
-    # Four (image, class) pairs per photo: clean/true, adv/adv, adv/true, noisy/true.
-    images = np.concatenate([xs, adv, adv, noisy])
-    classes = truth + adv_cls + truth + truth
-    ig = IGSettings(steps=settings.ig_steps, method=settings.ig_method, baseline=settings.ig_baseline)
-    gc_logit, _ = explain(model, images, classes, "gradcam", "logits")
-    ig_soft_2d, ig_soft = explain(model, images, classes, "ig", "softmax", ig)
-    # Reversed targets, on clean/true and adv/adv.
-    gc_soft, _ = explain(model, images[:2 * n], classes[:2 * n], "gradcam", "softmax")
-    ig_logit_2d, ig_logit = explain(model, images[:2 * n], classes[:2 * n], "ig", "logits", ig)
-
+    noisy_probs = probabilities(model, noisy)
+    adv_cls = {}
+    for a, images in attacked.items():
+        probs = probabilities(model, images)
+        adv_cls[a] = [int(np.argmax(p)) for p in probs]
+        for i, row in enumerate(rows):
+            row.update({f"{a}_top1": adv_cls[a][i], f"{a}_p_top1": float(probs[i, adv_cls[a][i]]),
+                        f"{a}_p_true": float(probs[i, truth[i]]), f"{a}_runnerup_share": runner_up_share(probs[i]),
+                        f"{a}_fooled": int(adv_cls[a][i] != truth[i])})
     for i, row in enumerate(rows):
-        clean, advadv, advtrue, control = i, n + i, 2 * n + i, 3 * n + i
-        row.update({"adv_top1": adv_cls[i], "adv_p_top1": float(adv_probs[i, adv_cls[i]]),
-                    "adv_runnerup_share": runner_up_share(adv_probs[i]),
-                    "adv_p_true": float(adv_probs[i, truth[i]]), "fooled": int(adv_cls[i] != truth[i]),
-                    "noise_top1": int(np.argmax(noisy_probs[i])),
-                    "noise_p_true": float(noisy_probs[i, truth[i]])})
-        for method, maps in (("gc", gc_logit), ("ig", ig_soft_2d)):
-            for pair, other in (("advadv", advadv), ("advtrue", advtrue), ("noise", control)):
-                for metric, value in compare_maps(maps[clean], maps[other], settings.top_fraction).items():
-                    row[f"{method}_{pair}_{metric}"] = value
-        for image_kind, j in (("clean", clean), ("adv", advadv)):
-            gc_pair = compare_maps(gc_logit[j], gc_soft[j], settings.top_fraction)
-            ig_pair = compare_maps(ig_soft_2d[j], ig_logit_2d[j], settings.top_fraction)
-            cross = compare_maps(gc_logit[j], ig_soft_2d[j], settings.top_fraction)
-            row.update({f"{image_kind}_gc_logit_vs_softmax_spearman": gc_pair["spearman"],
-                        f"{image_kind}_gc_logit_vs_softmax_iou": gc_pair["top_iou"],
-                        f"{image_kind}_ig_softmax_vs_logit_spearman": ig_pair["spearman"],
-                        f"{image_kind}_ig_softmax_vs_logit_iou": ig_pair["top_iou"],
-                        f"{image_kind}_gc_vs_ig_spearman": cross["spearman"],
-                        f"{image_kind}_gc_vs_ig_iou": cross["top_iou"],
-                        f"{image_kind}_gc_entropy": normalized_entropy(gc_logit[j]),
-                        f"{image_kind}_ig_entropy": normalized_entropy(ig_soft_2d[j]),
-                        f"{image_kind}_ig_softmax_reldelta": ig_soft[j].relative_delta,
-                        f"{image_kind}_ig_logit_reldelta": ig_logit[j].relative_delta,
-                        f"{image_kind}_ig_logit_total": float(ig_logit[j].attributions.sum()),
-                        f"{image_kind}_ig_softmax_total": float(ig_soft[j].attributions.sum())})
-            x_j = images[j]
+        row.update({"noise_top1": int(np.argmax(noisy_probs[i])), "noise_p_true": float(noisy_probs[i, truth[i]])})
+
+    # (image, class) pairs explained for logits: clean/true, per attack adversarial/adversarial and
+    # adversarial/true, the random-sign control noisy/true; for softmax: clean/true and fgsm/adversarial.
+    pairs = {"clean": (xs, truth)}
+    for a, images in attacked.items():
+        pairs[f"{a}adv"] = (images, adv_cls[a])
+        pairs[f"{a}true"] = (images, truth)
+    pairs["noise"] = (noisy, truth)
+    logit_maps = _maps(model, pairs, settings)
+    soft_maps = _maps(model, {"clean": pairs["clean"], "fgsmadv": pairs["fgsmadv"]}, settings, target="softmax")
+    ig_evals = (settings.ig_steps + 1) * (len(pairs) + 2) * n
+
+    fraction = settings.top_fraction
+    for i, row in enumerate(rows):
+        for method in ("gc", "ig"):
+            for pair in pairs:
+                if pair != "clean":
+                    for metric, value in compare_maps(logit_maps[method]["clean"][i], logit_maps[method][pair][i],
+                                                      fraction).items():
+                        row[f"{method}_{pair}_{metric}"] = value
+        for pair in pairs:
+            row[f"ig_{pair}_reldelta"] = logit_maps["ig_result"][pair][i].relative_delta
+        # Standard vs reversed targets, and the detection features, per image (with its top-1 class).
+        for kind in ("clean",) + tuple(attacked):
+            pair = "clean" if kind == "clean" else f"{kind}adv"
+            gc, ig = logit_maps["gc"][pair][i], logit_maps["ig"][pair][i]
+            cross = compare_maps(gc, ig, fraction)
+            row.update({f"{kind}_gc_entropy": normalized_entropy(gc), f"{kind}_ig_entropy": normalized_entropy(ig),
+                        f"{kind}_gc_vs_ig_spearman": cross["spearman"], f"{kind}_gc_vs_ig_iou": cross["top_iou"]})
+            if pair in soft_maps["gc"]:
+                gc_pair = compare_maps(gc, soft_maps["gc"][pair][i], fraction)
+                ig_pair = compare_maps(soft_maps["ig"][pair][i], ig, fraction)
+                soft, logit = soft_maps["ig_result"][pair][i], logit_maps["ig_result"][pair][i]
+                row.update({f"{kind}_gc_logit_vs_softmax_spearman": gc_pair["spearman"],
+                            f"{kind}_gc_logit_vs_softmax_iou": gc_pair["top_iou"],
+                            f"{kind}_ig_softmax_vs_logit_spearman": ig_pair["spearman"],
+                            f"{kind}_ig_softmax_vs_logit_iou": ig_pair["top_iou"],
+                            f"{kind}_ig_softmax_reldelta": soft.relative_delta,
+                            f"{kind}_ig_logit_reldelta": logit.relative_delta,
+                            f"{kind}_ig_softmax_total": float(soft.attributions.sum()),
+                            f"{kind}_ig_logit_total": float(logit.attributions.sum())})
+        # Faithfulness (clean photo, true class; FGSM image, its class): deletion/insertion with blur, and
+        # ROAD on the photos among the first ``road_photos`` of the study order.
+        for k, (kind, pair) in enumerate((("clean", "clean"), ("fgsm", "fgsmadv"))):
+            image, cls = pairs[pair][0][i], pairs[pair][1][i]
             # Seeded per photo and image, so a row never depends on which batch it was computed in.
-            random_map = np.random.default_rng([settings.seed, seed_ids[i], j // n]).random(x_j.shape[:2])
-            # One photo's curves at a time: the curve images of a whole batch would cost ~1 GB.
-            curve_images, curve_names = [], []
-            for method, saliency in (("gc", gc_logit[j]), ("ig", ig_soft_2d[j]), ("random", random_map)):
-                deletion, insertion = deletion_insertion_images(x_j, saliency, settings.deletion_steps,
-                                                                settings.deletion_blur_sigma)
-                curve_images += [deletion, insertion]
-                curve_names += [f"del_{method}_{image_kind}", f"ins_{method}_{image_kind}"]
-            curves = class_probability_curves(model, np.concatenate(curve_images), [classes[j]] * len(curve_names),
-                                              settings.deletion_steps + 1)
-            for name, curve in zip(curve_names, curves):
-                row[f"{name}_auc"] = curve_auc(curve)
-    maps = {"gc": {"clean": gc_logit[:n], "advadv": gc_logit[n:2 * n], "advtrue": gc_logit[2 * n:3 * n]},
-            "ig": {"clean": ig_soft_2d[:n], "advadv": ig_soft_2d[n:2 * n], "advtrue": ig_soft_2d[2 * n:3 * n]}}
-    _intervention_columns(model, xs, adv, rows, truth, adv_cls, maps, settings, seed_ids)
+            random_map = np.random.default_rng([settings.seed, seed_ids[i], k]).random(image.shape[:2])
+            ig_signed = signed_map(logit_maps["ig_result"][pair][i].attributions)
+            ranked = {"gc": logit_maps["gc"][pair][i], "igabs": logit_maps["ig"][pair][i], "igpos": ig_signed,
+                      "random": random_map}
+            p_intact, aucs = deletion_insertion_aucs(model, image, ranked, cls, settings.deletion_steps,
+                                                     settings.deletion_blur_sigma)
+            row[f"{kind}_faith_p"] = p_intact
+            for name, values in aucs.items():
+                for curve in ("deletion", "insertion"):
+                    row[f"{curve[:3]}_{name}_{kind}_auc"] = values[curve]
+                    row[f"{curve[:3]}_{name}_{kind}_auc_half"] = values[f"{curve}_half"]
+            if positions[i] < settings.road_photos:
+                road = road_scores(model, image, {m: ranked[m] for m in ("gc", "igpos", "random")}, cls,
+                                   seed=[settings.seed, seed_ids[i], k])
+                for name, values in road.items():
+                    row.update({f"road_{order}_{name}_{kind}": value for order, value in values.items()})
+        row["gradient_evals"] = 1 + settings.pgd_steps * len(settings.eps_grid_pixels) + ig_evals // n
+    for a in attacked:
+        _intervention_columns(model, xs, a, attacked[a], rows, truth, adv_cls[a], logit_maps, settings, seed_ids)
 
 
-def _intervention_columns(model, xs: np.ndarray, adv: np.ndarray, rows: list[dict], truth: Sequence[int],
-                          adv_cls: Sequence[int], maps: dict, settings: StudySettings,
+def _maps(model, pairs: dict[str, tuple[np.ndarray, Sequence[int]]], settings: StudySettings,
+          target: str = "logits") -> dict[str, dict]:
+    """Return Grad-CAM and IG maps (and IG results) of named (images, classes) pairs, for one target:
+    ``{"gc": {pair: [maps]}, "ig": {pair: [maps]}, "ig_result": {pair: [IGResult]}}``, one batched call each."""
+    images = np.concatenate([imgs for imgs, _ in pairs.values()])
+    classes = [int(c) for _, cls in pairs.values() for c in cls]
+    ig = IGSettings(steps=settings.ig_steps, method=settings.ig_method, baseline=settings.ig_baseline)
+    gc_maps, _ = explain(model, images, classes, "gradcam", target)
+    ig_maps, ig_results = explain(model, images, classes, "ig", target, ig)
+    out: dict[str, dict] = {"gc": {}, "ig": {}, "ig_result": {}}
+    start = 0
+    for name, (imgs, _) in pairs.items():
+        stop = start + len(imgs)
+        out["gc"][name], out["ig"][name] = gc_maps[start:stop], ig_maps[start:stop]
+        out["ig_result"][name] = ig_results[start:stop]
+        start = stop
+    return out
+
+
+def _intervention_columns(model, xs: np.ndarray, attack_name: str, adv: np.ndarray, rows: list[dict],
+                          truth: Sequence[int], adv_cls: Sequence[int], maps: dict, settings: StudySettings,
                           seed_ids: Sequence[int]) -> None:
-    """Add the causal columns (``analysis.intervene``) to the rows of the fooled photos.
+    """Add one attack's causal columns (``analysis.intervene``) to the rows of the photos it fooled.
 
-    Per fooled photo, with m = z_true - z_adv the margin the attack flips:
+    Per fooled photo, with a = ``attack_name`` and m = z_true - z_adv the margin the attack flips:
 
-    * ``{gc,ig}_cleanadv_{top_iou,spearman,com_shift_px}``: the control map (clean image explained for the
-      adversarial class: the class changed, the image not) compared with the clean image's true-class map;
-    * ``kept_{map}``: the share of the attack's change of m kept when the perturbation stays only on the
-      map's top ``top_fraction`` pixels, for each map, and ``kept_random_median`` for
+    * ``{gc,ig}_clean{a}_{top_iou,spearman,com_shift_px}``: the control map (clean image explained for the
+      adversarial class's logit: the class changed, the image not) compared with the clean image's map;
+    * ``{a}_kept_{map}``: the share of the attack's change of m kept when the perturbation stays only on the
+      map's top ``top_fraction`` pixels, for each map, and ``{a}_kept_random_median`` for
       ``intervention_random_masks`` seeded random pixel sets of the same size;
-    * ``attack_logit_top_share``: the share of the true logit's drop carried by the top pixels of the attack
+    * ``{a}_attack_top_share``: the share of the true logit's drop carried by the top pixels of the attack
       attribution (IG from the clean to the adversarial image, refined to 1% completeness; its error and
-      cost in ``attack_logit_reldelta`` and ``attack_logit_steps``), and ``kept_attack`` for its top pixels.
+      cost in ``{a}_attack_reldelta`` and ``{a}_attack_steps``), and ``{a}_kept_attack`` for the top pixels
+      of the margin's attribution (``{a}_attack_margin_steps`` evaluations).
     """
     fooled = [i for i in range(len(xs)) if adv_cls[i] != truth[i]]
     if not fooled:
         return
-    ig = IGSettings(steps=settings.ig_steps, method=settings.ig_method, baseline=settings.ig_baseline)
-    classes = [adv_cls[i] for i in fooled]
-    gc_control, _ = explain(model, xs[fooled], classes, "gradcam", "logits")
-    ig_control, _ = explain(model, xs[fooled], classes, "ig", "softmax", ig)
+    control = _maps(model, {"control": (xs[fooled], [adv_cls[i] for i in fooled])}, settings)
     fraction = settings.top_fraction
     for j, i in enumerate(fooled):
         row = rows[i]
-        for method, control in (("gc", gc_control[j]), ("ig", ig_control[j])):
-            for metric, value in compare_maps(maps[method]["clean"][i], control, fraction).items():
-                row[f"{method}_cleanadv_{metric}"] = value
-        ranked = {f"{method}_{kind}": maps[method][kind][i] for method in ("gc", "ig")
-                  for kind in ("clean", "advadv", "advtrue")}
-        ranked.update({"gc_cleanadv": gc_control[j], "ig_cleanadv": ig_control[j]})
+        ranked = {}
+        for method in ("gc", "ig"):
+            for metric, value in compare_maps(maps[method]["clean"][i], control[method]["control"][j],
+                                              fraction).items():
+                row[f"{method}_clean{attack_name}_{metric}"] = value
+            for kind in ("clean", f"{attack_name}adv", f"{attack_name}true"):
+                ranked[f"{method}_{kind}"] = maps[method][kind][i]
+            ranked[f"{method}_clean{attack_name}"] = control[method]["control"][j]
+        row[f"ig_clean{attack_name}_reldelta"] = control["ig_result"]["control"][j].relative_delta
         result = intervene(model, xs[i], adv[i], truth[i], adv_cls[i], ranked, fractions=(fraction,),
-                           n_random=settings.intervention_random_masks, seed=[settings.seed, seed_ids[i]],
-                           top_fraction=fraction)
+                           n_random=settings.intervention_random_masks,
+                           seed=[settings.seed, seed_ids[i], ATTACK_NAMES.index(attack_name)], top_fraction=fraction)
         attribution = result.attribution
-        row.update({"attack_logit_change": attribution.f_x - attribution.f_baseline,
-                    "attack_logit_top_share": result.attribution_top_share,
-                    "attack_logit_reldelta": attribution.relative_delta,
-                    "attack_logit_steps": attribution.steps})
-        row.update({f"kept_{name}": curve.share_at(fraction) for name, curve in result.curves.items()})
-        row["kept_random_median"] = result.curves["attack"].random_share_at(fraction)
+        row.update({f"{attack_name}_attack_change": attribution.f_x - attribution.f_baseline,
+                    f"{attack_name}_attack_top_share": result.attribution_top_share,
+                    f"{attack_name}_attack_reldelta": attribution.relative_delta,
+                    f"{attack_name}_attack_steps": attribution.steps,
+                    f"{attack_name}_attack_margin_steps": result.margin_attribution.steps})
+        row.update({f"{attack_name}_kept_{name}": curve.share_at(fraction) for name, curve in result.curves.items()})
+        row[f"{attack_name}_kept_random_median"] = result.curves["attack"].random_share_at(fraction)
+        row["gradient_evals"] += (settings.ig_steps + 1) + attribution.steps + result.margin_attribution.steps
+
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -491,6 +564,7 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
     todo = [p for p in order if key_of_photo(p) not in done]
     shards = [todo[b:b + batch_size] for b in range(0, len(todo), batch_size)]
     start = time.perf_counter()
+    where = machine_description()
     results = (serial_shards(load_model(), shards, settings) if ray is None else
                ray_shards(shards, settings, address=ray[0], workers=ray[1]))
     with tqdm(total=len(order), initial=len(order) - len(todo), desc="photos", unit="photo",
@@ -498,7 +572,7 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
         for batch, new, seconds in results:
             per_photo = seconds / len(batch)
             for row in new:
-                row["seconds"] = per_photo
+                row.update(seconds=per_photo, ran_on=where)
             merged = sorted(state["rows"] + new, key=lambda r: rank[int(float(r[key_column]))])
             lines = [f"# photos: {len(merged)}" if h.startswith("# photos:") else h for h in header]
             with signals_deferred():  # the table on disk and `state` change together
@@ -508,8 +582,23 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
     state["seconds"] = time.perf_counter() - start
 
 
+def machine_description() -> str:
+    """Return where a study row was computed, e.g. ``x86_64, 2 CPUs`` or ``x86_64, 16 CPUs, NVIDIA H100``
+    (the table's ``ran_on`` column: the same code and seeds give the same rows up to float summation order)."""
+    import os
+    import platform
+
+    import tensorflow as tf
+
+    words = [platform.machine(), f"{os.cpu_count()} CPUs"]
+    for gpu in tf.config.list_physical_devices("GPU"):
+        words.append(tf.config.experimental.get_device_details(gpu).get("device_name", "GPU"))
+    return ", ".join(words)
+
+
 #: Columns holding whole numbers (for readers of ``read_table``, which gives floats).
-_INT_COLUMNS = {"class_index", "clean_top1", "clean_correct", "adv_top1", "fooled", "noise_top1"}
+_INT_COLUMNS = {"class_index", "clean_top1", "clean_correct", "fgsm_top1", "pgd_top1", "fgsm_fooled", "pgd_fooled",
+                "noise_top1"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,3 +39,23 @@ def binned(x: np.ndarray, y: np.ndarray, edges: Sequence[float]) -> list[dict[st
 
 
 __all__ = ["binned", "bootstrap_ci"]
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95,
+                      seed: int = SEED) -> dict[str, float]:
+    """Return the mean of the paired differences ``a - b`` with its percentile bootstrap interval.
+
+    Row i of ``a`` and ``b`` come from the same photo (e.g. a map's deletion AUC and the random map's);
+    pairs with a missing value are dropped. Returns ``mean``, ``ci_low``, ``ci_high``, ``n`` and
+    ``share_positive`` (share of photos with a > b).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must be paired (same shape), got {a.shape} and {b.shape}.")
+    diff = (a - b)[np.isfinite(a) & np.isfinite(b)]
+    low, high = bootstrap_ci(diff, np.mean, n_boot, level, seed)
+    return {"mean": float(diff.mean()) if len(diff) else float("nan"), "ci_low": low, "ci_high": high,
+            "n": int(len(diff)), "share_positive": float((diff > 0).mean()) if len(diff) else float("nan")}
+
+
+__all__ += ["paired_difference"]

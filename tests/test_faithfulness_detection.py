@@ -1,0 +1,103 @@
+"""Faithfulness areas, ROAD scores, transfer detection and paired differences on tiny models with known
+answers (the study's pure functions, issue: the study, rigorous)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xai_helpers import detection, faithfulness, summary
+
+
+def contribution(linear, x, c):
+    """Each pixel's contribution to the logit of class c: sum over channels of W_c * x (exact for this model)."""
+    return (linear.W[:, c] * x.reshape(-1)).reshape(x.shape).sum(-1)
+
+
+def test_deletion_of_positive_evidence_first_falls_faster_than_of_negative_evidence_first(linear, linear_x):
+    c = int(np.argmax(linear.probs(linear_x)))
+    good = contribution(linear, linear_x, c)
+    p, aucs = faithfulness.deletion_insertion_aucs(linear.model, linear_x, {"good": good, "bad": -good}, c,
+                                                   steps=8, blur_sigma=1.0)
+    assert p == pytest.approx(linear.probs(linear_x)[c], rel=1e-5)
+    assert aucs["good"]["deletion"] < aucs["bad"]["deletion"]
+    assert aucs["good"]["insertion"] > aucs["bad"]["insertion"]
+
+
+def test_areas_are_normalised_by_the_intact_score_and_the_half_area_uses_every_other_point(linear, linear_x):
+    c = 0
+    saliency = np.arange(64, dtype=float).reshape(8, 8)
+    _, aucs = faithfulness.deletion_insertion_aucs(linear.model, linear_x, {"m": saliency}, c, steps=4,
+                                                   blur_sigma=1.0)
+    deletion, insertion = faithfulness.deletion_insertion_images(linear_x, saliency, 4, 1.0)
+    p_del = np.array([linear.probs(im)[c] for im in deletion])
+    p_ins = np.array([linear.probs(im)[c] for im in insertion])
+    curve = p_del / p_del[0]
+    assert aucs["m"]["deletion"] == pytest.approx(np.trapezoid(curve, dx=0.25), rel=1e-4)
+    assert aucs["m"]["deletion_half"] == pytest.approx(np.trapezoid(curve[::2], dx=0.5), rel=1e-4)
+    assert aucs["m"]["insertion"] == pytest.approx(np.trapezoid(p_ins / p_del[0], dx=0.25), rel=1e-4)
+
+
+@pytest.mark.parametrize("steps", [0, 3, 7])
+def test_deletion_areas_need_an_even_step_count(linear, linear_x, steps, one_sentence):
+    with pytest.raises(ValueError) as excinfo:
+        faithfulness.deletion_insertion_aucs(linear.model, linear_x, {"m": np.ones((8, 8))}, 0, steps, 1.0)
+    one_sentence(excinfo, "steps", "even")
+
+
+def test_road_removing_positive_evidence_first_lowers_the_score_more(linear, linear_x):
+    c = int(np.argmax(linear.probs(linear_x)))
+    good = contribution(linear, linear_x, c)
+    road = faithfulness.road_scores(linear.model, linear_x, {"good": good, "bad": -good}, c, noise=0.0)
+    assert road["good"]["morf"] < road["bad"]["morf"]
+    assert road["good"]["lerf"] > road["bad"]["lerf"]
+    # with the order reversed, most-relevant-first of one map is least-relevant-first of the other
+    assert road["good"]["morf"] == pytest.approx(road["bad"]["lerf"], rel=1e-5)
+
+
+def test_road_scores_are_seeded(linear, linear_x):
+    maps = {"m": np.arange(64, dtype=float).reshape(8, 8)}
+    first = faithfulness.road_scores(linear.model, linear_x, maps, 1, seed=[0, 3])
+    assert first == faithfulness.road_scores(linear.model, linear_x, maps, 1, seed=[0, 3])
+    assert first != faithfulness.road_scores(linear.model, linear_x, maps, 1, seed=[0, 4])
+
+
+def test_transfer_detection_finds_a_shift_that_generalises_and_not_one_that_does_not():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=(200, 2))
+    shifted = clean + [3.0, 0.0]
+    other = clean + [0.0, 3.0]  # an "attack" that moves another feature
+    same = detection.transfer_detection_auc(clean, shifted, clean, shifted + [1.0, 0.0], n_boot=200)
+    assert same["auc"] > 0.95 and same["tpr"] > 0.8 and same["ci_low"] <= same["auc"] <= same["ci_high"]
+    moved = detection.transfer_detection_auc(clean, shifted, clean, other, n_boot=200)
+    assert moved["auc"] < 0.7
+
+
+def test_transfer_detection_refuses_unpaired_or_missing_features(one_sentence):
+    a = np.zeros((10, 2))
+    with pytest.raises(ValueError) as excinfo:
+        detection.transfer_detection_auc(a, a, a, a[:9])
+    one_sentence(excinfo, "same number of photos")
+    b = a.copy()
+    b[3, 1] = np.nan
+    with pytest.raises(ValueError) as excinfo:
+        detection.transfer_detection_auc(a, b, a, a)
+    one_sentence(excinfo, "finite")
+
+
+def test_detection_auc_reports_the_true_positive_rate_at_five_percent_false_alarms():
+    rng = np.random.default_rng(1)
+    clean = rng.normal(size=(100, 1))
+    result = detection.detection_auc(clean, clean + 10.0, n_boot=100)
+    assert result["tpr_at_5pct"] == pytest.approx(1.0)
+
+
+def test_paired_difference_is_the_mean_difference_with_an_interval_around_it():
+    rng = np.random.default_rng(2)
+    b = rng.normal(size=300)
+    a = b + 0.5 + rng.normal(scale=0.1, size=300)
+    a[7] = np.nan  # a missing pair is dropped, not counted
+    d = summary.paired_difference(a, b, n_boot=500)
+    assert d["n"] == 299 and d["ci_low"] < 0.5 < d["ci_high"] and d["ci_high"] - d["ci_low"] < 0.05
+    assert d["mean"] == pytest.approx(np.nanmean(a - b)) and d["share_positive"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        summary.paired_difference(a, b[:-1])
