@@ -101,3 +101,21 @@ def test_paired_difference_is_the_mean_difference_with_an_interval_around_it():
     assert d["mean"] == pytest.approx(np.nanmean(a - b)) and d["share_positive"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         summary.paired_difference(a, b[:-1])
+
+
+def test_auc_difference_is_positive_when_one_detector_sees_the_attack_and_the_other_does_not():
+    rng = np.random.default_rng(3)
+    clean = rng.normal(size=(150, 2))
+    adversarial = clean + [4.0, 0.0]
+    sees = detection.detection_auc(clean[:, :1], adversarial[:, :1], n_boot=100)
+    blind = detection.detection_auc(clean[:, 1:], adversarial[:, 1:], n_boot=100)
+    d = detection.auc_difference(sees, blind, n_boot=200)
+    assert d["difference"] == pytest.approx(sees["auc"] - blind["auc"]) and d["ci_low"] > 0.2
+    with pytest.raises(ValueError):
+        detection.auc_difference(sees, {"auc": 0.5, "scores": np.zeros(4)})
+
+
+@pytest.mark.parametrize("low, high, expected", [(0.1, 0.3, "up"), (-0.3, -0.1, "down"), (-0.1, 0.2, "none"),
+                                                 (float("nan"), float("nan"), "none")])
+def test_verdict_follows_the_interval(low, high, expected):
+    assert summary.verdict(low, high, "up", "down", "none") == expected

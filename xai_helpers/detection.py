@@ -10,6 +10,18 @@ import numpy as np
 SEED = 0
 
 
+def _bootstrap_over_photos(statistic, n: int, n_boot: int, seed: int) -> tuple[float, float]:
+    """Return the 95% percentile interval of ``statistic(idx)`` over resamples of n photos, where ``idx``
+    indexes scores laid out clean photos first (photo i at i) and adversarial ones after (at i + n), so a
+    photo's two images are always drawn together."""
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        photos = rng.integers(0, n, size=n)
+        boots.append(statistic(np.concatenate([photos, photos + n])))
+    return float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
 def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_boot: int = 2000,
                   seed: int = SEED) -> dict:
     """Return the cross-validated ROC AUC of a logistic regression telling adversarial from clean.
@@ -18,7 +30,8 @@ def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_
     by photo (a photo's clean and adversarial versions are never on both sides), features standardised
     inside each fold. The interval is a bootstrap over photos of the out-of-fold scores (seeded).
     Returns ``auc``, ``ci_low``, ``ci_high``, ``fpr``, ``tpr`` (ROC of the pooled out-of-fold scores) and
-    ``tpr_at_5pct`` (the share of adversarial images caught at a 5% false-alarm rate on clean ones).
+    ``tpr_at_5pct`` (the share of adversarial images caught at a 5% false-alarm rate on clean ones), and
+    ``scores`` (the out-of-fold scores, clean photos first), for ``auc_difference``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score, roc_curve
@@ -40,16 +53,10 @@ def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_
         model.fit(features[train], labels[train])
         scores[test] = model.predict_proba(features[test])[:, 1]
     auc = float(roc_auc_score(labels, scores))
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        photos = rng.integers(0, n, size=n)
-        idx = np.concatenate([photos, photos + n])
-        boots.append(roc_auc_score(labels[idx], scores[idx]))
+    low, high = _bootstrap_over_photos(lambda idx: roc_auc_score(labels[idx], scores[idx]), n, n_boot, seed)
     fpr, tpr, _ = roc_curve(labels, scores)
-    return {"auc": auc, "ci_low": float(np.percentile(boots, 2.5)),
-            "ci_high": float(np.percentile(boots, 97.5)), "fpr": fpr, "tpr": tpr,
-            "tpr_at_5pct": tpr_at_fpr(fpr, tpr, 0.05)}
+    return {"auc": auc, "ci_low": low, "ci_high": high, "fpr": fpr, "tpr": tpr,
+            "tpr_at_5pct": tpr_at_fpr(fpr, tpr, 0.05), "scores": scores}
 
 
 __all__ = ["detection_auc"]
@@ -117,15 +124,32 @@ def transfer_detection_auc(train_clean: np.ndarray, train_adversarial: np.ndarra
     scores = detector.predict_proba(np.concatenate([arrays[2][test], arrays[3][test]]))[:, 1]
     m = len(test)
     labels = np.concatenate([np.zeros(m), np.ones(m)])
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        photos = rng.integers(0, m, size=m)
-        idx = np.concatenate([photos, photos + m])
-        boots.append(roc_auc_score(labels[idx], scores[idx]))
+    low, high = _bootstrap_over_photos(lambda idx: roc_auc_score(labels[idx], scores[idx]), m, n_boot, seed)
     fpr, tpr, _ = roc_curve(labels, scores)
-    return {"auc": float(roc_auc_score(labels, scores)), "ci_low": float(np.percentile(boots, 2.5)),
-            "ci_high": float(np.percentile(boots, 97.5)), "tpr": tpr_at_fpr(fpr, tpr, at_fpr)}
+    return {"auc": float(roc_auc_score(labels, scores)), "ci_low": low, "ci_high": high,
+            "tpr": tpr_at_fpr(fpr, tpr, at_fpr)}
 
 
 __all__ += ["transfer_detection_auc"]
+
+
+def auc_difference(first: dict, second: dict, n_boot: int = 2000, seed: int = SEED) -> dict[str, float]:
+    """Return ``first["auc"] - second["auc"]`` for two ``detection_auc`` results on the same photos, with a
+    paired bootstrap interval (the same resampled photos for both detectors, so their shared luck cancels).
+
+    This is how "what do explanation features add to confidence?" gets an interval rather than two
+    overlapping ones. Returns ``difference``, ``ci_low``, ``ci_high``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    a, b = np.asarray(first["scores"]), np.asarray(second["scores"])
+    if a.shape != b.shape or len(a) % 2:
+        raise ValueError("the two detection results must come from the same photos (paired scores).")
+    n = len(a) // 2
+    labels = np.concatenate([np.zeros(n), np.ones(n)])
+    low, high = _bootstrap_over_photos(
+        lambda idx: roc_auc_score(labels[idx], a[idx]) - roc_auc_score(labels[idx], b[idx]), n, n_boot, seed)
+    return {"difference": float(first["auc"] - second["auc"]), "ci_low": low, "ci_high": high}
+
+
+__all__ += ["auc_difference"]

@@ -59,3 +59,16 @@ def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: f
 
 
 __all__ += ["paired_difference"]
+
+
+def verdict(low: float, high: float, above: str, below: str, neither: str) -> str:
+    """Return the words for an interval's verdict: ``above`` if it lies above 0, ``below`` if below 0,
+    else ``neither`` (the effect cannot be told from none at this sample size; NaN bounds give ``neither``)."""
+    if np.isfinite(low) and low > 0:
+        return above
+    if np.isfinite(high) and high < 0:
+        return below
+    return neither
+
+
+__all__ += ["verdict"]
