@@ -119,3 +119,31 @@ def test_auc_difference_is_positive_when_one_detector_sees_the_attack_and_the_ot
                                                  (float("nan"), float("nan"), "none")])
 def test_verdict_follows_the_interval(low, high, expected):
     assert summary.verdict(low, high, "up", "down", "none") == expected
+
+
+def test_wilson_interval_does_not_collapse_at_one_hundred_percent():
+    low, high = summary.proportion_ci(40, 40)
+    assert 0.85 < low < 0.95 and high == pytest.approx(1.0)
+    low, high = summary.proportion_ci(5, 10)
+    assert low < 0.5 < high
+    with pytest.raises(ValueError):
+        summary.proportion_ci(3, 2)
+
+
+def test_partial_spearman_removes_a_shared_cause():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=2000)
+    x = z + 0.3 * rng.normal(size=2000)  # x and y both follow z, not each other
+    y = z + 0.3 * rng.normal(size=2000)
+    assert summary.partial_spearman(x, y, z) == pytest.approx(0.0, abs=0.08)
+    y_direct = x + 0.3 * rng.normal(size=2000)  # y follows x itself
+    assert summary.partial_spearman(x, y_direct, z) > 0.5
+
+
+def test_the_detection_interval_contains_the_estimate_for_a_weak_paired_shift():
+    # A tiny shift, the same in every photo, under a large spread between photos: the interval of the
+    # pooled AUC must contain the AUC (same-photo pairs are not over-counted).
+    rng = np.random.default_rng(5)
+    clean = rng.normal(size=(300, 1))
+    result = detection.detection_auc(clean, clean + 0.05, n_boot=500)
+    assert result["ci_low"] <= result["auc"] <= result["ci_high"]

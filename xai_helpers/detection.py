@@ -11,14 +11,17 @@ SEED = 0
 
 
 def _bootstrap_over_photos(statistic, n: int, n_boot: int, seed: int) -> tuple[float, float]:
-    """Return the 95% percentile interval of ``statistic(idx)`` over resamples of n photos, where ``idx``
-    indexes scores laid out clean photos first (photo i at i) and adversarial ones after (at i + n), so a
-    photo's two images are always drawn together."""
+    """Return the 95% percentile interval of ``statistic(idx)`` over bootstrap resamples, where ``idx``
+    indexes scores laid out clean photos first (photo i at i) and adversarial images after (at i + n).
+
+    Clean and adversarial images are resampled independently (the stratified bootstrap of an AUC): drawing
+    a photo's two images together would count a photo drawn k times in k^2 same-photo pairs, and those pairs
+    (an image against its own twin) are easier than the rest, which biases the interval upwards."""
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
-        photos = rng.integers(0, n, size=n)
-        boots.append(statistic(np.concatenate([photos, photos + n])))
+        clean, adversarial = rng.integers(0, n, size=n), rng.integers(0, n, size=n)
+        boots.append(statistic(np.concatenate([clean, adversarial + n])))
     return float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
@@ -28,7 +31,7 @@ def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_
 
     ``clean`` and ``adversarial``: (photos, features), row i of both from the same photo. Folds are split
     by photo (a photo's clean and adversarial versions are never on both sides), features standardised
-    inside each fold. The interval is a bootstrap over photos of the out-of-fold scores (seeded).
+    inside each fold. The interval is a stratified bootstrap of the out-of-fold scores (seeded).
     Returns ``auc``, ``ci_low``, ``ci_high``, ``fpr``, ``tpr`` (ROC of the pooled out-of-fold scores) and
     ``tpr_at_5pct`` (the share of adversarial images caught at a 5% false-alarm rate on clean ones), and
     ``scores`` (the out-of-fold scores, clean photos first), for ``auc_difference``.

@@ -72,3 +72,39 @@ def verdict(low: float, high: float, above: str, below: str, neither: str) -> st
 
 
 __all__ += ["verdict"]
+
+
+def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Return the Wilson score interval of a proportion ``successes / n``.
+
+    Unlike a percentile bootstrap it does not collapse to a point at 0% or 100% (a bootstrap of 40 out of
+    40 gives [1, 1]; Wilson gives [0.91, 1]).
+    """
+    from scipy import stats
+
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}.")
+    interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Return the Spearman correlation of ``x`` and ``y`` with ``z`` held fixed (partial rank correlation).
+
+    All three are rank-transformed; the linear effect of z's ranks is removed from x's and y's, and the
+    residuals are correlated. Used to tell two correlated covariates apart (e.g. the runner-up share and
+    the confidence, which move together). Rows with a missing value are dropped.
+    """
+    from scipy import stats
+
+    x, y, z = (np.asarray(v, dtype=np.float64) for v in (x, y, z))
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    if keep.sum() < 4:
+        raise ValueError(f"partial_spearman needs at least 4 complete rows, got {int(keep.sum())}.")
+    rx, ry, rz = (stats.rankdata(v[keep]) for v in (x, y, z))
+    design = np.column_stack([np.ones_like(rz), rz])
+    residual = [r - design @ np.linalg.lstsq(design, r, rcond=None)[0] for r in (rx, ry)]
+    return float(np.corrcoef(*residual)[0, 1])
+
+
+__all__ += ["partial_spearman", "proportion_ci"]
