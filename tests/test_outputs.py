@@ -171,7 +171,9 @@ def test_ctrl_c_during_a_commit_is_held_back_until_the_file_is_in_place(tmp_path
     path = tmp_path / "t.csv"
     with pytest.raises(KeyboardInterrupt):
         with signals_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
+            # raise_signal delivers to this (the main) thread at once; os.kill may let the process pick
+            # another thread (TensorFlow's), and the handler would then run only after the block, by chance.
+            signal.raise_signal(signal.SIGINT)
             write_text_atomic(path, "complete\n")
             reached_the_end_of_the_block = True
     assert reached_the_end_of_the_block
