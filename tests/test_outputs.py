@@ -167,7 +167,19 @@ def test_pending_files_commit_together(tmp_path):
     assert _leftovers(tmp_path, {"a", "b"}) == []
 
 
-def test_ctrl_c_during_a_commit_is_held_back_until_the_file_is_in_place(tmp_path):
+@pytest.fixture
+def python_sigint():
+    """SIGINT as a fresh interpreter has it: Python's handler, not blocked. Earlier tests in the same process
+    (Ray's local cluster, TensorFlow's runtime) may leave another handler or a blocked mask behind, and the
+    command line always starts from this state."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_commit_is_held_back_until_the_file_is_in_place(tmp_path, python_sigint):
     path = tmp_path / "t.csv"
     with pytest.raises(KeyboardInterrupt):
         with signals_deferred():
