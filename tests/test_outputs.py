@@ -169,9 +169,10 @@ def test_pending_files_commit_together(tmp_path):
 
 @pytest.fixture
 def python_sigint():
-    """SIGINT as a fresh interpreter has it: Python's handler, not blocked. Earlier tests in the same process
-    (Ray's local cluster, TensorFlow's runtime) may leave another handler or a blocked mask behind, and the
-    command line always starts from this state."""
+    """SIGINT as an interactive run has it: Python's handler, not blocked. A test run started in the
+    background by a non-interactive shell (``cmd &``, as CI scripts may do) inherits SIGINT *ignored*, and
+    Python then installs no handler of its own; ``signals_deferred`` rightly honours an ignored SIGINT, so
+    the test sets the state it means to test."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
     yield
