@@ -41,6 +41,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -200,6 +201,16 @@ def folder_photos(folder: str | Path, labels: str | Path | None = None) -> list[
     return [StudyPhoto(i, str(p), classes.get(p.name)) for i, p in enumerate(files)]
 
 
+class _PhotoRecord(NamedTuple):
+    """One photo of a batch: its record (``StudyPhoto`` or sample photo), file, label (None: unlabelled),
+    the id its seeds derive from, and its position in the study order (which decides the ROAD subset)."""
+    photo: object
+    path: str | Path
+    label: int | None
+    seed_id: int
+    position: int
+
+
 def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySettings) -> list[dict]:
     """Return one result row (a flat dict of numbers) per photo: sample photos by class index, or
     ``StudyPhoto`` records of a folder (rows keyed by ``photo_index``; an unlabelled photo is attacked and
@@ -208,17 +219,16 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
     rank = np.argsort(photo_order(settings.seed))  # position of each class in the study order
     for p in photos:
         if isinstance(p, StudyPhoto):
-            records.append((p, p.path, p.label, p.seed_id, p.index))
+            records.append(_PhotoRecord(p, p.path, p.label, p.seed_id, p.index))
         else:
             sample = sample_photos()[int(p)]
-            records.append((sample, sample_image(int(p)), sample.class_index, sample.class_index,
-                            int(rank[int(p)])))
-    xs = np.stack([load_image(path) for _, path, _, _, _ in records])
+            records.append(_PhotoRecord(sample, sample_image(int(p)), sample.class_index, sample.class_index,
+                                        int(rank[int(p)])))
+    xs = np.stack([load_image(r.path) for r in records])
     clean_probs = probabilities(model, xs)
     clean_top = clean_probs.argmax(axis=1)
-    truth = np.array([label if label is not None else int(clean_top[i])
-                      for i, (_, _, label, _, _) in enumerate(records)])
-    seed_ids = [r[3] for r in records]
+    truth = np.array([r.label if r.label is not None else int(clean_top[i]) for i, r in enumerate(records)])
+    seed_ids = [r.seed_id for r in records]
     signs = loss_gradient_signs(model, xs, truth)
     rows = []
     for i, (photo, path, label, _, _) in enumerate(records):
@@ -260,7 +270,7 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
     if correct:
         _explain(model, xs[correct], {a: images[correct] for a, images in at_study_eps.items()},
                  [rows[i] for i in correct], settings, [int(truth[i]) for i in correct],
-                 [seed_ids[i] for i in correct], [records[i][4] for i in correct])
+                 [seed_ids[i] for i in correct], [records[i].position for i in correct])
     return rows
 
 
