@@ -231,14 +231,15 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
     seed_ids = [r.seed_id for r in records]
     signs = loss_gradient_signs(model, xs, truth)
     rows = []
-    for i, (photo, path, label, _, _) in enumerate(records):
+    for i, r in enumerate(records):
         top1 = int(clean_top[i])
-        if isinstance(photo, StudyPhoto):
-            row = {"photo_index": photo.index, "file": Path(path).name, "class_index": "" if label is None else label,
-                   "clean_top1": top1, "clean_correct": "" if label is None else int(top1 == label)}
+        if isinstance(r.photo, StudyPhoto):
+            row = {"photo_index": r.photo.index, "file": Path(r.path).name,
+                   "class_index": "" if r.label is None else r.label,
+                   "clean_top1": top1, "clean_correct": "" if r.label is None else int(top1 == r.label)}
         else:
-            row = {"class_index": photo.class_index, "wnid": photo.wnid, "name": photo.name,
-                   "clean_top1": top1, "clean_correct": int(top1 == photo.class_index)}
+            row = {"class_index": r.photo.class_index, "wnid": r.photo.wnid, "name": r.photo.name,
+                   "clean_top1": top1, "clean_correct": int(top1 == r.photo.class_index)}
         row.update({"clean_p_true": float(clean_probs[i, truth[i]]),
                     "clean_p_top1": float(clean_probs[i, top1]),
                     "clean_runnerup_share": runner_up_share(clean_probs[i]),
