@@ -26,8 +26,6 @@ from .interventions import (DEFAULT_RANDOM_MASKS, PerturbationCurve, attack_attr
                             signed_map)
 
 ATTACKS = ("fgsm", "pgd", "targeted")
-#: Images per Grad-CAM call (each map is computed independently, so chunking changes no number).
-GRADCAM_CHUNK = 8
 Progress = Callable[[str], None] | None
 
 
@@ -61,23 +59,21 @@ class IGSettings:
 
 
 def explain(model, images: np.ndarray, classes: Sequence[int], method: str, target: str,
-            ig: IGSettings = IGSettings(), contrast: Sequence[int] | None = None
+            ig: IGSettings = IGSettings(), contrast: Sequence[int] | None = None,
+            gradcam_engine: str = "tf-keras-vis", gradcam_upsampling: str = "half_pixel"
             ) -> tuple[list[np.ndarray], list[IGResult] | None]:
     """Return the (H, W) maps of each (image, class) pair, and the IG results when ``method="ig"``.
 
     ``method``: ``"gradcam"`` (each map divided by its maximum) or ``"ig"`` (``to_2d``: sum of |IG| over
     channels); ``target``: ``"logits"``, ``"softmax"`` or ``"margin"`` (then ``contrast`` gives the class
-    k of each pair's margin z_c - z_k). One compiled call for all pairs.
+    k of each pair's margin z_c - z_k). One compiled call for all pairs. ``gradcam_engine`` and
+    ``gradcam_upsampling``: ``gradcam.gradcam``'s ``engine`` and ``upsampling``.
     """
     images = np.asarray(images, dtype=np.float32)
     if method == "gradcam":
-        # In chunks: tf-keras-vis differentiates a whole batch at once, and its activations dominate memory.
-        cams = []
-        for i in range(0, len(images), GRADCAM_CHUNK):
-            cams += list(gradcam(model, images[i:i + GRADCAM_CHUNK], list(classes[i:i + GRADCAM_CHUNK]),
-                                 target=target,
-                                 contrast_class=None if contrast is None else list(contrast[i:i + GRADCAM_CHUNK])))
-        return cams, None
+        cams = gradcam(model, images, list(classes), target=target, engine=gradcam_engine,
+                       upsampling=gradcam_upsampling, contrast_class=None if contrast is None else list(contrast))
+        return list(cams), None
     if method == "ig":
         results = integrated_gradients_batch(model, images, list(classes), target=target, baseline=ig.baseline,
                                              steps=ig.steps, method=ig.method, batch_size=ig.batch_size,

@@ -8,7 +8,7 @@ one step at a time (Selvaraju et al., "Grad-CAM", ICCV 2017, eqs. 1-2)::
     alpha_k^c        = (1/Z) sum_ij dy^c / dA^k_ij           (global-average pooling, Z = 7 x 7)
     S^c              = sum_k alpha_k^c A^k                     (weighted sum, signed)
     L^c              = ReLU(S^c)                               (positive evidence only)
-    upsampled        = bilinear zoom of L^c to the input size  (order-1 spline, as tf-keras-vis does)
+    upsampled        = bilinear resize of L^c to the input size, half-pixel centres (``gradcam.finish_cams``)
 
 and keeps every array, so that the explainers chapter can show them and check that the last one equals
 ``gradcam(..., normalize=False)``.
@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-from scipy import ndimage
-
 from ._validate import check_class_index, check_image
-from .gradcam import default_gradcam_layer
+from .gradcam import default_gradcam_layer, finish_cams
 from .model import input_shape, num_classes, scores_model
 
 
@@ -36,7 +34,7 @@ class GradcamSteps:
     weights: np.ndarray  #: alpha^c, (K,)
     weighted_sum: np.ndarray  #: S^c = sum_k alpha_k A^k, (h, w), signed
     cam: np.ndarray  #: L^c = ReLU(S^c), (h, w)
-    upsampled: np.ndarray  #: L^c zoomed to the input size, (H, W), raw units (not normalised)
+    upsampled: np.ndarray  #: L^c resized to the input size, (H, W), raw units (not normalised)
     score: float  #: y^c, the explained score (logit or softmax probability)
     class_index: int
     target: str
@@ -81,8 +79,7 @@ def gradcam_steps(model, x: np.ndarray, class_index: int, target: str = "logits"
     weights = g.mean(axis=(0, 1))
     weighted_sum = np.tensordot(a, weights, axes=([2], [0]))
     cam = np.maximum(weighted_sum, 0.0)
-    factors = (x.shape[0] / cam.shape[0], x.shape[1] / cam.shape[1])
-    upsampled = np.maximum(ndimage.zoom(cam, factors, order=1), 0.0)
+    upsampled = finish_cams(cam[None], x.shape[:2], normalize=False)[0]
     return GradcamSteps(a, g, weights, weighted_sum, cam, upsampled, float(score), class_index, target,
                         layer)
 
