@@ -1,79 +1,130 @@
-"""What one study photo costs, and how close the study runs to the bare gradient rate of the same model.
+"""What one study photo costs, stage by stage, against the bare model rate of the same model.
 
 Runs ``study.analyse_batch`` (the study's per-photo work with its default settings) on batches of photos
 from the study's seeded order: ``--batches`` batches of ``--batch-size`` photos inside the ROAD subset
-(the first ``road_photos`` of the order) and as many outside it. Around every batch it times the bare
-compiled batched forward+backward pass of MobileNetV2 (``common.bare_gradient``, batch 32), so that each
-batch's gradient evaluations (the rows' ``gradient_evals``: FGSM, PGD on the eps grid, the IG maps and the
-attack attributions) have a bare time measured under the same machine load.
+(the first ``road_photos`` of the order) and as many outside it. Every model pass is counted by stage
+(``xai_helpers.passes``: images sent forward only, and forward and back) and every stage timed. Around
+every batch it times the bare compiled batched forward pass and forward+backward pass of the same model
+(batch 32, nothing around them), so each stage has an *ideal* time measured under the same machine load::
 
-Prints per batch: seconds per photo, gradient evaluations per photo, and the ratio
-``bare time of those evaluations / measured time`` (the share of the study's time that is bare gradient
-work; the rest is Grad-CAM, forward passes of deletion, insertion, ROAD and interventions, ROAD's sparse
-solves, map comparisons and I/O). Last line:
-``study_cost seconds_per_photo=... evals_per_photo=... bare_share=... hours_for_1000=...``, where the
-projection weights the two kinds of batch by their share of the 1000 photos.
+    ideal(stage) = forward(stage) / forward_rate + gradient(stage) / gradient_rate
 
-    python benchmarks/study_cost.py [--batches 1] [--batch-size 8]
+Prints per stage: measured seconds, passes and ideal seconds per photo, then
+``study_cost seconds_per_photo=... ideal_seconds_per_photo=... study_vs_ideal_ratio=... hours_for_1000=...``
+where ``study_vs_ideal_ratio = ideal / measured`` (1 = every second is bare model work) and the projection
+weights the two kinds of batch by their share of the 1000 photos.
+
+    python benchmarks/study_cost.py [--batches 1] [--batch-size 8] [--model MobileNet --alpha 0.75 --size 192]
+    python benchmarks/study_cost.py --gradcam-engine tf-keras-vis     # the study's Grad-CAM before the engine
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from collections import defaultdict
 
 import numpy as np
 
 import common
 
 
+def bare_rates(model, batch: int = common.BATCH):
+    """Return a function measuring (forward images/s, forward+backward images/s) of ``model`` right now."""
+    import tensorflow as tf
+
+    from xai_helpers.model import input_shape, logits_model
+
+    logits = logits_model(model)
+    spec = tf.TensorSpec((None, *input_shape(model)), tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def forward(x):
+        return model(x, training=False)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
+    def gradient(x, classes):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(tf.gather(logits(x, training=False), classes, batch_dims=1))
+        return tape.gradient(total, x)
+
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch, *input_shape(model))), tf.float32)
+    classes = tf.constant(np.arange(batch) % 1000, tf.int32)
+    forward(x), gradient(x, classes)  # trace once
+
+    def measure() -> tuple[float, float]:
+        f = common.median(common.timed(lambda: forward(x).numpy()) for _ in range(3))
+        g = common.median(common.timed(lambda: gradient(x, classes).numpy()) for _ in range(3))
+        return batch / f, batch / g
+
+    return measure
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=1, help="batches inside and outside the ROAD subset")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--model", default="MobileNetV2")
+    parser.add_argument("--alpha", type=float, default=None)
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--gradcam-engine", default="compiled", choices=("compiled", "tf-keras-vis"))
     args = parser.parse_args()
 
-    import tensorflow as tf
+    from xai_helpers import passes, study, study_rows
+    from xai_helpers.study_settings import ModelSpec
 
-    import xai_helpers as xh
-    from xai_helpers import study
-
+    study_rows.STUDY_GRADCAM_ENGINE = args.gradcam_engine
     print(common.machine())
-    model = xh.load_model()
+    model = ModelSpec(args.model, "imagenet", args.alpha, args.size).load()
+    print(f"model {args.model} (alpha {args.alpha}, size {args.size}); Grad-CAM engine {args.gradcam_engine}")
     settings = study.StudySettings()
     order = [int(c) for c in study.photo_order(settings.seed)]
-    bare = common.bare_gradient(model)
-    points = tf.constant(np.random.default_rng(0).uniform(-1, 1, (common.BATCH, 224, 224, 3)), tf.float32)
-    classes = tf.constant(np.arange(common.BATCH), tf.int32)
-    bare(points, classes)  # trace once
-
-    def bare_rate() -> float:
-        return common.BATCH / common.median(common.timed(lambda: bare(points, classes)) for _ in range(3))
-
-    # Warm-up: trace the study's compiled functions on one photo outside the measured batches.
-    study.analyse_batch(model, order[-1:], settings)
-    results = {}
+    rates = bare_rates(model)
+    study.analyse_batch(model, order[-1:], settings)  # warm-up: trace the study's compiled functions
+    per_kind: dict = {}
     for kind, start in (("ROAD subset", 0), ("outside it", settings.road_photos)):
+        seconds = defaultdict(float)
+        counts = defaultdict(lambda: {"forward": 0.0, "gradient": 0.0})
+        ideal = defaultdict(float)
+        n, wall = 0, 0.0
         for b in range(args.batches):
             photos = order[start + b * args.batch_size:start + (b + 1) * args.batch_size]
-            before = bare_rate()
-            t = time.perf_counter()
-            rows = study.analyse_batch(model, photos, settings)
-            seconds = time.perf_counter() - t
-            rate = (before + bare_rate()) / 2
-            evals = sum(r.get("gradient_evals", 1 + settings.pgd_steps * len(settings.eps_grid_pixels))
-                        for r in rows)
-            share = evals / rate / seconds
-            results.setdefault(kind, []).append((seconds / len(photos), evals / len(photos), share))
-            print(f"{kind:12s} batch {b}: {seconds / len(photos):5.1f} s/photo, {evals / len(photos):5.0f} "
-                  f"gradient evaluations/photo, bare rate {rate:.1f}/s, bare share {share:.2f}", flush=True)
+            before = rates()
+            with passes.counting() as tally:
+                t = time.perf_counter()
+                study.analyse_batch(model, photos, settings)
+                wall += time.perf_counter() - t
+            after = rates()
+            forward_rate, gradient_rate = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+            n += len(photos)
+            for stage, kinds in tally.totals().items():
+                counts[stage]["forward"] += kinds["forward"]
+                counts[stage]["gradient"] += kinds["gradient"]
+                ideal[stage] += kinds["forward"] / forward_rate + kinds["gradient"] / gradient_rate
+            for stage, s in tally.seconds.items():
+                seconds[stage] += s
+            print(f"{kind} batch {b}: bare forward {forward_rate:.1f}/s, forward+backward {gradient_rate:.1f}/s",
+                  flush=True)
+        outside = wall - sum(seconds.values())  # loading photos, the rows' own arithmetic
+        print(f"\n{kind}: per photo, {n} photos")
+        print(f"{'stage':<20}{'seconds':>9}{'forward':>9}{'gradient':>10}{'ideal s':>9}{'ideal/measured':>16}")
+        for stage in passes.STAGES:
+            if stage in seconds or stage in counts:
+                c = counts[stage]
+                ratio = ideal[stage] / seconds[stage] if seconds[stage] else float("nan")
+                print(f"{stage:<20}{seconds[stage] / n:>9.2f}{c['forward'] / n:>9.0f}{c['gradient'] / n:>10.0f}"
+                      f"{ideal[stage] / n:>9.2f}{ratio:>16.2f}")
+        print(f"{'(outside stages)':<20}{outside / n:>9.2f}")
+        total_ideal = sum(ideal.values())
+        print(f"{'total':<20}{wall / n:>9.2f}{sum(c['forward'] for c in counts.values()) / n:>9.0f}"
+              f"{sum(c['gradient'] for c in counts.values()) / n:>10.0f}{total_ideal / n:>9.2f}"
+              f"{total_ideal / wall:>16.2f}\n", flush=True)
+        per_kind[kind] = (wall / n, total_ideal / n)
     inside = settings.road_photos / 1000
-    per_photo = {k: statistics.mean(r[0] for r in v) for k, v in results.items()}
-    hours = 1000 * (inside * per_photo["ROAD subset"] + (1 - inside) * per_photo["outside it"]) / 3600
-    every = [r for v in results.values() for r in v]
-    print(f"study_cost seconds_per_photo={statistics.mean(r[0] for r in every):.1f} "
-          f"evals_per_photo={statistics.mean(r[1] for r in every):.0f} "
-          f"bare_share={statistics.mean(r[2] for r in every):.2f} hours_for_1000={hours:.1f}")
+    measured = inside * per_kind["ROAD subset"][0] + (1 - inside) * per_kind["outside it"][0]
+    ideal_photo = inside * per_kind["ROAD subset"][1] + (1 - inside) * per_kind["outside it"][1]
+    print(f"study_cost model={args.model} seconds_per_photo={measured:.2f} ideal_seconds_per_photo={ideal_photo:.2f} "
+          f"study_vs_ideal_ratio={ideal_photo / measured:.2f} hours_for_1000={1000 * measured / 3600:.2f}")
 
 
 if __name__ == "__main__":

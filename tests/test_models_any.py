@@ -130,6 +130,24 @@ def test_random_init_is_seeded_and_leaves_global_random_state_alone(small):
     assert fingerprint["source"] == "random init (weights=None), seed 0" and fingerprint["path"] == ""
 
 
+def test_alpha_and_size_build_another_network_behind_the_same_preprocessing(small):
+    narrow = xh.load_model(SMALL, None, alpha=0.75, size=160)
+    assert narrow is not small and xh.load_model("mobilenetv3small", "none", size=160, alpha=0.75) is narrow
+    assert narrow.input_shape == (None, 160, 160, 3) and isinstance(narrow.layers[1], InputPreprocessing)
+    assert narrow.count_params() < small.count_params()
+    fingerprint = weights_fingerprint(narrow)
+    assert (fingerprint["model"], fingerprint["alpha"], fingerprint["size"]) == (SMALL, 0.75, 160)
+    assert (weights_fingerprint(small)["alpha"], weights_fingerprint(small)["size"]) == (1.0, 224)
+    layer = default_gradcam_layer(narrow)
+    assert tuple(narrow.get_layer(layer).output.shape[1:3]) == (5, 5)
+
+
+def test_size_keras_refuses_for_a_wrapped_application_is_one_sentence(one_sentence):
+    with pytest.raises(ValueError) as excinfo:
+        xh.load_model("ResNet50", weights=None, size=16)  # passed as input_shape too: Keras checks it
+    one_sentence(excinfo, "ResNet50", "32")
+
+
 def test_weights_file_loads_into_the_same_architecture(small, tmp_path, photo):
     path = tmp_path / "small.weights.h5"
     small.save_weights(path)

@@ -18,10 +18,16 @@ explainers never need to know it. Each ``keras.applications`` classifier expects
 
 ``InputPreprocessing`` is that map as a Keras layer (no weights, serialisable), placed between the
 package's input and the application's first layer.
+
+Architecture options (``load_model(name, alpha=..., size=...)``): ``size`` is the square input side of any
+architecture; ``alpha``, the width multiplier, exists only for the constructors that take it (MobileNet,
+MobileNetV2, MobileNetV3Small/Large: ``Architecture.takes_alpha``). Which (alpha, size) pairs have ImageNet
+weights is Keras's own check (e.g. MobileNet: alpha 0.25/0.5/0.75/1.0 and size 128/160/192/224).
 """
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +52,18 @@ class Architecture:
     def constructor(self) -> Callable:
         """Return the ``keras.applications`` function that builds this classifier."""
         return getattr(keras.applications, self.name)
+
+    @property
+    def takes_alpha(self) -> bool:
+        """Whether the constructor has a width multiplier ``alpha`` (MobileNet, MobileNetV2, MobileNetV3*)."""
+        return "alpha" in inspect.signature(self.constructor()).parameters
+
+    @property
+    def default_alpha(self) -> float | None:
+        """The constructor's default ``alpha`` (1.0 for the MobileNets), or None when it takes none."""
+        if not self.takes_alpha:
+            return None
+        return float(inspect.signature(self.constructor()).parameters["alpha"].default)
 
 
 def _table() -> dict[str, Architecture]:

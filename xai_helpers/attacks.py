@@ -11,6 +11,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from . import passes
 from ._validate import check_class_index, check_eps, check_image
 from .model import input_shape, logits_model, num_classes, probabilities
 
@@ -62,6 +63,7 @@ def loss_gradient_sign(model, x: np.ndarray, label: int | None = None) -> np.nda
     """
     x = check_image(x, input_shape(model))
     label = _resolve_label(model, x, label)
+    passes.record(gradient=1)
     sign = _loss_gradient_sign_fn(model)(x[None], np.array([label], dtype=np.int32))
     return sign.numpy()[0]
 
@@ -72,6 +74,7 @@ def loss_gradient_signs(model, xs: np.ndarray, labels: np.ndarray) -> np.ndarray
     for x in xs:
         check_image(x, input_shape(model))
     labels = np.asarray([check_class_index(int(c), num_classes(model), "label") for c in labels], np.int32)
+    passes.record(gradient=len(xs))
     return _loss_gradient_sign_fn(model)(xs, labels).numpy()
 
 

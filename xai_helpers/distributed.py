@@ -1,11 +1,12 @@
-"""The study's per-photo analysis as Ray tasks: one model per worker, photos in deterministic shards.
+"""The study's batches as Ray tasks: one model per worker, photos in deterministic shards.
 
 Ray (Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018) runs one actor
-per worker CPU; each actor loads the model once and analyses whole batches (shards) of photos. The shards
-are exactly the serial runner's batches, in the same order and of the same size, so every row is computed
-by the same code on the same inputs as in a serial run (the study's randomness is seeded per photo, never
-per batch). Results come back as shards finish; the runner writes them to the table as they arrive, so an
-interrupted distributed run resumes like a serial one.
+per worker CPU; each actor loads the model once (``load``) and analyses whole batches (shards) of photos
+with the function it is handed (``analyse(model, shard) -> rows``), so this module knows nothing of the
+study. The shards are exactly the serial runner's batches, in the same order and of the same size, so every
+row is computed by the same code on the same inputs as in a serial run (the study's randomness is seeded per
+photo, never per batch). Results come back as shards finish; the runner writes them to the table as they
+arrive, so an interrupted distributed run resumes like a serial one.
 
 Without an address a local cluster sized to the machine is started (and stopped afterwards); with one,
 ``ray.init(address=...)`` joins an existing cluster, e.g. ``"auto"`` on a cluster node or
@@ -16,9 +17,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-Shard = list[int]
+Shard = list
+#: ``analyse(model, shard) -> rows``: what a worker does with a shard (picklable: a module-level function
+#: or a ``functools.partial`` of one).
+Analyse = Callable[[object, Shard], list[dict]]
 
 
 def _runtime_env() -> dict:
@@ -27,12 +31,13 @@ def _runtime_env() -> dict:
     return {"env_vars": {name: os.environ[name] for name in names if name in os.environ}}
 
 
-def ray_shards(shards: Sequence[Shard], settings, address: str | None = None,
-               workers: int | None = None) -> Iterator[tuple[Shard, list[dict], float]]:
+def ray_shards(shards: Sequence[Shard], analyse: Analyse, load: Callable[[], object],
+               address: str | None = None, workers: int | None = None
+               ) -> Iterator[tuple[Shard, list[dict], float]]:
     """Yield ``(shard, rows, seconds)`` for each shard as Ray workers finish it (completion order).
 
-    ``rows`` are ``study.analyse_batch(model, shard, settings)`` computed on a worker that loaded the model
-    once; ``seconds`` is the worker's wall time for the shard. ``address=None`` starts a local cluster with
+    ``rows`` are ``analyse(model, shard)`` computed on a worker that loaded ``model = load()`` once;
+    ``seconds`` is the worker's wall time for the shard. ``address=None`` starts a local cluster with
     ``workers`` CPUs (default: all of this machine's) and shuts it down at the end; otherwise it connects
     to the cluster at ``address`` and uses ``workers`` actors (default: the cluster's CPUs).
     """
@@ -57,32 +62,26 @@ def ray_shards(shards: Sequence[Shard], settings, address: str | None = None,
         class PhotoWorker:
             """Holds one model and analyses shards of photos with it."""
 
-            def __init__(self):
-                from .model import load_model
+            def __init__(self, load):
+                self.model = load()
 
-                self.model = load_model()
-
-            def analyse(self, shard: Shard, settings) -> tuple[Shard, list[dict], float]:
-                from .study import analyse_batch
-
+            def analyse(self, shard: Shard, analyse: Analyse) -> tuple[Shard, list[dict], float]:
                 start = time.perf_counter()
-                rows = analyse_batch(self.model, shard, settings)
+                rows = analyse(self.model, shard)
                 return shard, rows, time.perf_counter() - start
 
-        pool = ActorPool([PhotoWorker.remote() for _ in range(min(n_actors, len(shards)) or 1)])
-        yield from pool.map_unordered(lambda actor, shard: actor.analyse.remote(shard, settings), list(shards))
+        pool = ActorPool([PhotoWorker.remote(load) for _ in range(min(n_actors, len(shards)) or 1)])
+        yield from pool.map_unordered(lambda actor, shard: actor.analyse.remote(shard, analyse), list(shards))
     finally:
         if started_here:
             ray.shutdown()
 
 
-def serial_shards(model, shards: Sequence[Shard], settings) -> Iterator[tuple[Shard, list[dict], float]]:
+def serial_shards(model, shards: Sequence[Shard], analyse: Analyse) -> Iterator[tuple[Shard, list[dict], float]]:
     """Yield ``(shard, rows, seconds)`` for each shard, computed here in order (the serial runner)."""
-    from .study import analyse_batch
-
     for shard in shards:
         start = time.perf_counter()
-        rows = analyse_batch(model, shard, settings)
+        rows = analyse(model, shard)
         yield shard, rows, time.perf_counter() - start
 
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import passes
 from ._validate import check_class_index, check_image
 from .model import feature_maps_walk, input_shape, num_classes, scores_model
 
@@ -239,6 +240,7 @@ def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str 
             raise ValueError("contrast_class must differ from class_index (their margin is always 0).")
     layer = default_gradcam_layer(model) if layer is None else layer
     raw_cams = _compiled_cams if engine == "compiled" else _tf_keras_vis_cams
+    passes.record(gradient=len(batch))
     cams = np.concatenate([
         raw_cams(model, batch[i:i + GRADCAM_CHUNK], indices[i:i + GRADCAM_CHUNK],
                  None if contrast is None else contrast[i:i + GRADCAM_CHUNK], target, layer)

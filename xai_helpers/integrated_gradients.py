@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
+from . import passes
 from ._validate import check_class_index, check_image
 from .model import input_shape, num_classes, scores_model
 
@@ -253,6 +254,7 @@ def integrated_gradients_batch(model, xs: np.ndarray, class_indices, target: str
     xs, baselines, classes, contrast = _check_batch(model, xs, class_indices, target, baseline,
                                                     contrast_classes)
     alphas, weights = quadrature(method, steps)
+    passes.record(forward=2 * len(xs), gradient=len(xs) * len(alphas))
     attributions, f_x, f_base = (t.numpy() for t in _integrator(model, target).integrate(
         xs, baselines, alphas.astype(np.float32), weights.astype(np.float32), classes, contrast,
         np.int32(batch_size)))

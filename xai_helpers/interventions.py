@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from . import passes
 from ._validate import check_class_index, check_image, check_map
 from .compare import top_mask
 from .integrated_gradients import (ADAPTIVE_MAX_STEPS, ADAPTIVE_TOLERANCE, DEFAULT_BATCH_SIZE, IGResult,
@@ -78,6 +79,7 @@ def scores(model, images: np.ndarray, class_index: int, contrast_class: int | No
     k = None if contrast_class is None else check_class_index(contrast_class, num_classes(model),
                                                                "contrast_class")
     forward = _logit_fn(model)
+    passes.record(forward=len(images))
     z = np.concatenate([forward(images[i:i + SCORE_BATCH]).numpy().astype(np.float64)
                         for i in range(0, len(images), SCORE_BATCH)])
     return z[:, c] - (z[:, k] if k is not None else 0.0)

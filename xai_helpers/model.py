@@ -22,29 +22,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import check_image
-from .data import IMAGE_SIZE, cached_get_file, keras_home
+from .data import cached_get_file, keras_home
+# Re-exported: ``model.weights_fingerprint``, ``model.probabilities``, ... keep working.
+from .forward import (PREDICT_BATCH, Prediction, input_shape, logits_model, num_classes, predict,  # noqa: F401
+                      probabilities, scores_model)
+from .labels import CLASS_INDEX_FILE, _read_labels, class_labels  # noqa: F401
+from .provenance import (_LABELS, _PROVENANCE, DEFAULT_MODEL, MOBILENET_V1_WEIGHTS_FILE,  # noqa: F401
+                         OFFLINE_DEQUANTIZED_SHA256, OFFLINE_MOBILENET_V1_SHA256, WEIGHTS_FILE, WEIGHTS_ORIGIN,
+                         _digest_of_weights, _imagenet_source, _mobilenet_v2_source, _register,
+                         model_description,
+                         weights_fingerprint)
 
-WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
-WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
-#: sha256 of the offline cache's weights: Google's 8-bit quantisation-aware MobileNetV2 release,
-#: dequantised into the Keras graph (see shared/keras/README.md); not Keras's float download.
-OFFLINE_DEQUANTIZED_SHA256 = "32682ea88938b3d88d200df3029384113581cbde5eea37f14bd3c7c8c86ae35c"
-CLASS_INDEX_FILE = "imagenet_class_index.json"
-CLASS_INDEX_ORIGIN = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
-CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 
-#: The classifier ``load_model()`` returns when no name is given.
-DEFAULT_MODEL = "MobileNetV2"
+
 #: Seed of ``keras.utils.set_random_seed`` for ``weights=None`` (random initialisation), so that a
 #: randomly initialised model is the same in every process.
 RANDOM_INIT_SEED = 0
@@ -53,12 +49,8 @@ MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 #: Models kept by ``load_model``'s cache (each call with the same arguments returns the same object).
 MODEL_CACHE_SIZE = 8
 
-#: Where each loaded model's weights came from (for ``weights_fingerprint``), and its class names.
-_PROVENANCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_LABELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def load_model(name: str | os.PathLike = DEFAULT_MODEL, weights: str | os.PathLike | None = "imagenet", *,
+               alpha: float | None = None, size: int | None = None,
                preprocessing: str | Callable | None = None,
                labels: Sequence[str] | str | os.PathLike | None = None, seed: int = RANDOM_INIT_SEED):
     """Return a Keras classifier (softmax output) taking the package's input ``x`` in [-1, 1], cached.
@@ -67,7 +59,8 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, weights: str | os.PathLi
       unchanged (no wrapper), 224 x 224.
     * ``name``: any ``keras.applications`` classifier ("ResNet50", "EfficientNetB0", "MobileNetV3Small",
       "DenseNet121", "ConvNeXtTiny", ...; case does not matter), built at its default input size with its
-      own preprocessing as the first layer (``architectures``); or the path of a saved model file
+      own preprocessing as the first layer (``architectures``; none for the "tf" ones such as MobileNet
+      and MobileNetV2, which take [-1, 1] themselves); or the path of a saved model file
       (``.keras``, ``.h5``), whose input ``preprocessing`` maps [-1, 1] to: "tf" or None (the model takes
       [-1, 1] itself), "caffe", "torch", "raw255" (0-255 pixels), or a callable on tensors.
     * ``weights``: "imagenet" (Keras's loader, ``$KERAS_HOME/models/``; for a model file: the weights saved
@@ -77,6 +70,12 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, weights: str | os.PathLi
     * ``labels``: class names for a model whose classes are not ImageNet's: a sequence of names in
       class-index order, or a CSV/text file (one row per class; a ``name`` column if it has a header,
       otherwise the last column; an optional ``wnid`` column).
+    * ``alpha``: the width multiplier, only for the architectures that have one (MobileNet, MobileNetV2,
+      MobileNetV3Small/Large); ``size``: the square input side (any architecture). None: the
+      constructor's defaults (alpha 1.0, the table's size), so ``load_model("MobileNetV2", alpha=1.0,
+      size=224) is load_model()``. With ImageNet weights Keras decides which pairs exist, e.g.
+      ``load_model("MobileNet", alpha=0.75, size=192)`` (MobileNet v1 0.75/192, Keras's
+      ``mobilenet_7_5_192_tf.h5``); a refused pair is one ``ValueError`` sentence. Not for a model file.
 
     The last layer must be a softmax (a ``Dense`` layer with softmax activation, or a softmax
     ``Activation``), as ``logits_model`` needs. Raises ``ValueError`` (one sentence, with the closest names)
@@ -94,19 +93,51 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, weights: str | os.PathLi
         labels = tuple(("", str(n)) for n in labels)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}.")
+    alpha, size = _check_alpha(alpha), _check_size(size)
     if name.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in name or Path(name).is_file():
+        if alpha is not None or size is not None:
+            raise ValueError("alpha and size are options of a keras.applications architecture, not of a "
+                             "model file (whose input side was fixed when it was saved).")
         path = Path(name).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"No model file at {path}.")
         # The file's modification time is part of the cache key: a rewritten file is read again.
         return _load_file(str(path.resolve()), path.stat().st_mtime_ns, weights, preprocessing, labels)
-    from .architectures import architecture
+    from .architectures import ARCHITECTURES, architecture
 
     arch = architecture(name)  # unknown name: ValueError with suggestions
     if preprocessing is not None:
         raise ValueError(f"preprocessing is only for a model file; {arch.name} comes with its own "
                          f"({arch.preprocessing!r}).")
-    return _load_application(arch.name, weights, labels, int(seed))
+    if alpha is not None and not arch.takes_alpha:
+        takers = ", ".join(a.name for a in ARCHITECTURES.values() if a.takes_alpha)
+        raise ValueError(f"{arch.name} has no width multiplier alpha (only {takers} do).")
+    if alpha is not None and alpha == arch.default_alpha:
+        alpha = None  # the constructor's default: the same model, the same cache entry
+    if size == arch.size:
+        size = None
+    # Always positional and complete: load_model() is one cache entry, whatever the caller wrote.
+    return _load_application(arch.name, weights, labels, int(seed), alpha, size)
+
+
+def _check_alpha(alpha) -> float | None:
+    if alpha is None:
+        return None
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+        raise TypeError(f"alpha must be a number (a width multiplier such as 0.75), got {alpha!r}.")
+    if not np.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be a positive width multiplier such as 0.75, got {alpha!r}.")
+    return float(alpha)
+
+
+def _check_size(size) -> int | None:
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be a whole number of pixels (the square input side), got {size!r}.")
+    if size <= 0:
+        raise ValueError(f"size must be a positive number of pixels (the square input side), got {size!r}.")
+    return int(size)
 
 
 def _normalise_weights(weights) -> str | None:
@@ -127,30 +158,43 @@ def _normalise_weights(weights) -> str | None:
 
 
 @functools.lru_cache(maxsize=MODEL_CACHE_SIZE)
-def _load_application(name: str, weights: str | None, labels, seed: int):
-    """Return the cached ``keras.applications`` classifier ``name`` on [-1, 1] input (see ``load_model``)."""
+def _load_application(name: str, weights: str | None, labels, seed: int, alpha: float | None = None,
+                      size: int | None = None):
+    """Return the cached ``keras.applications`` classifier ``name`` on [-1, 1] input (see ``load_model``).
+
+    ``alpha``/``size`` None: the constructor's default width and the table's input side.
+    """
     import keras
 
     from .architectures import ARCHITECTURES, InputPreprocessing
 
     arch = ARCHITECTURES[name]
-    if name == DEFAULT_MODEL and weights == "imagenet":
+    side = arch.size if size is None else size
+    description = {"model": name, "alpha": alpha if alpha is not None else arch.default_alpha, "size": side}
+    if name == DEFAULT_MODEL and weights == "imagenet" and alpha is None and size is None:
         # Today's model, untouched. Fetch through our wrapper first so a missing file gives one sentence.
         path = cached_get_file(WEIGHTS_FILE, WEIGHTS_ORIGIN + WEIGHTS_FILE, "models")
         model = keras.applications.MobileNetV2(weights="imagenet")
-        return _register(model, {"path": str(path), "source": _mobilenet_v2_source}, labels)
+        return _register(model, {"path": str(path), "source": _mobilenet_v2_source, **description}, labels)
 
+    options = {"weights": "imagenet" if weights == "imagenet" else None}
+    if alpha is not None:
+        options["alpha"] = alpha
+    if size is not None:
+        # Also next to input_tensor: only input_shape makes Keras check the size (the sides its ImageNet
+        # weights exist for, its minimum), as it does for a plain keras.applications.X(input_shape=...).
+        options["input_shape"] = (size, size, 3)
     fetched: list[str] = []
-    with _seeded(seed if weights is None else None), _reporting_keras_downloads(fetched):
+    with _seeded(seed if weights is None else None), _reporting_keras_downloads(fetched), \
+            _one_sentence_constructor_errors(name, alpha, size, weights):
         if arch.preprocessing == "tf":  # the application takes [-1, 1] itself: no preprocessing layer
-            model = arch.constructor()(weights="imagenet" if weights == "imagenet" else None)
+            model = arch.constructor()(**options)
         else:
-            inputs = keras.Input((arch.size, arch.size, 3), name="input_layer")
+            inputs = keras.Input((side, side, 3), name="input_layer")
             pre = InputPreprocessing(arch.preprocessing, name="preprocessing")(inputs)
             # With input_tensor, Keras 3 builds one flat Functional(inputs, predictions): every layer of
             # the application is a layer of this model, addressable by name.
-            base = arch.constructor()(weights="imagenet" if weights == "imagenet" else None,
-                                      input_tensor=pre)
+            base = arch.constructor()(input_tensor=pre, **options)
             model = keras.Model(inputs, base.output, name=base.name)  # one input tensor, not a list
     model = _with_named_feature_maps(model)
     if weights is None:
@@ -158,11 +202,26 @@ def _load_application(name: str, weights: str | None, labels, seed: int):
                       "sha256": _digest_of_weights(model)}
     elif weights == "imagenet":
         provenance = {"path": fetched[-1] if fetched else "",
-                      "source": f"Keras's ImageNet weights for {name} (keras.applications)"}
+                      "source": _imagenet_source(name, description["alpha"], side)}
     else:
         _load_weights_file(model, weights)
         provenance = {"path": weights, "source": f"weights file {weights} loaded into {name}"}
-    return _register(model, provenance, labels)
+    return _register(model, {**provenance, **description}, labels)
+
+
+@contextlib.contextmanager
+def _one_sentence_constructor_errors(name: str, alpha: float | None, size: int | None, weights):
+    """Turn a ``keras.applications`` constructor's ``ValueError`` (a refused alpha or input size: no
+    ImageNet weights for it, or too small an input) into one sentence that keeps Keras's own words."""
+    try:
+        yield
+    except ValueError as err:
+        asked = ", ".join(([f"alpha={alpha:g}"] if alpha is not None else [])
+                          + ([f"input_shape=({size}, {size}, 3)"] if size is not None else []))
+        what = "ImageNet weights" if weights == "imagenet" else "weights=None"
+        reason = " ".join(str(err).split()).rstrip(".") or type(err).__name__
+        raise ValueError(f"Keras refuses {name}({asked or 'defaults'}) with {what} "
+                         f"(Keras: {reason}).") from None
 
 
 @functools.lru_cache(maxsize=MODEL_CACHE_SIZE)
@@ -196,17 +255,7 @@ def _load_file(path: str, mtime_ns: int, weights: str | None, preprocessing, lab
     else:
         _load_weights_file(model, weights)
         provenance = {"path": weights, "source": f"weights file {weights} loaded into the model from {path}"}
-    return _register(model, provenance, labels)
-
-
-def _register(model, provenance: dict, labels):
-    if labels is not None:
-        n = int(model.output_shape[-1])
-        if len(labels) != n:
-            raise ValueError(f"labels name {len(labels)} classes but the model has {n}.")
-        _LABELS[model] = tuple(labels)
-    _PROVENANCE[model] = provenance
-    return model
+    return _register(model, {**provenance, "file": path}, labels)
 
 
 def _first_line(err: BaseException) -> str:
@@ -347,164 +396,3 @@ def _with_named_feature_maps(model):
     return keras.Model(model.inputs[0], x, name=model.name)
 
 
-def _mobilenet_v2_source(digest: str) -> str:
-    if digest == OFFLINE_DEQUANTIZED_SHA256:
-        return ("offline cache: Google's quantisation-aware MobileNetV2 1.0/224 release, dequantised "
-                "into the Keras graph (not byte-identical to Keras's float download)")
-    return "Keras's download of the official MobileNetV2 1.0/224 ImageNet weights (or another file)"
-
-
-def _digest_of_weights(model) -> str:
-    digest = hashlib.sha256()
-    for array in model.get_weights():
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def weights_fingerprint(model=None) -> dict[str, str]:
-    """Return the sha256, path and provenance (``source``) of a model's weights.
-
-    ``model=None``: the MobileNetV2 weights file that ``load_model()`` reads (found or fetched; the model
-    need not be loaded). For a model from ``load_model``: the sha256 of its weights file (ImageNet weights,
-    a weights file or a model file), or, for ``weights=None``, of its initial weight values with ``source``
-    "random init (weights=None), seed S" and an empty path. For any other model: the sha256 of its current
-    weight values, source "weights in memory".
-    """
-    if model is not None:
-        provenance = _PROVENANCE.get(model)
-        if provenance is None:
-            return {"sha256": _digest_of_weights(model), "path": "", "source": "weights in memory"}
-        if "sha256" not in provenance:
-            provenance["sha256"] = (hashlib.sha256(Path(provenance["path"]).read_bytes()).hexdigest()
-                                    if provenance["path"] else _digest_of_weights(model))
-        source = provenance["source"]
-        if callable(source):
-            source = source(provenance["sha256"])
-        return {"sha256": provenance["sha256"], "path": provenance["path"], "source": source}
-    path = keras_home() / "models" / WEIGHTS_FILE
-    if not path.is_file():
-        path = type(path)(cached_get_file(WEIGHTS_FILE, WEIGHTS_ORIGIN + WEIGHTS_FILE, "models"))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"sha256": digest, "path": str(path), "source": _mobilenet_v2_source(digest)}
-
-
-def _read_labels(path: Path) -> tuple[tuple[str, str], ...]:
-    """Return ``(wnid, name)`` per class from a CSV/text file (see ``load_model``)."""
-    import csv
-
-    if not path.is_file():
-        raise FileNotFoundError(f"No labels file at {path}.")
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    if not rows:
-        raise ValueError(f"The labels file {path} is empty.")
-    header = [cell.strip().lower() for cell in rows[0]]
-    name_col = next((header.index(k) for k in ("name", "label", "class_name", "class") if k in header), None)
-    wnid_col = header.index("wnid") if "wnid" in header else None
-    if name_col is not None:
-        rows = rows[1:]
-    else:
-        name_col = -1
-    return tuple(((row[wnid_col].strip() if wnid_col is not None else ""), row[name_col].strip())
-                 for row in rows)
-
-
-@functools.lru_cache(maxsize=1)
-def class_labels() -> tuple[tuple[str, str], ...]:
-    """Return the 1000 ImageNet ``(wnid, name)`` pairs in class-index order (Keras's label file)."""
-    import json
-
-    path = cached_get_file(CLASS_INDEX_FILE, CLASS_INDEX_ORIGIN, "models", file_hash=CLASS_INDEX_MD5)
-    with open(path) as f:
-        index = json.load(f)
-    return tuple((index[str(i)][0], index[str(i)][1]) for i in range(len(index)))
-
-
-def num_classes(model) -> int:
-    """Return the size of the model's class axis (1000 for MobileNetV2)."""
-    return int(model.output_shape[-1])
-
-
-def input_shape(model) -> tuple[int, int, int]:
-    """Return the (H, W, C) one image must have for ``model``."""
-    shape = tuple(model.input_shape[1:])
-    return shape if None not in shape else (IMAGE_SIZE, IMAGE_SIZE, 3)
-
-
-class Prediction(NamedTuple):
-    """One row of a top-k prediction."""
-
-    class_index: int
-    wnid: str
-    name: str
-    probability: float
-
-
-def predict(model, x: np.ndarray, top: int = 5) -> list[Prediction]:
-    """Return the ``top`` most probable classes of one image as ``(class_index, wnid, name, probability)``.
-
-    Labels: those given to ``load_model(..., labels=...)``; otherwise, for a 1000-class output, Keras's
-    ImageNet ``imagenet_class_index.json`` (the file ``decode_predictions`` reads); otherwise "class_<i>".
-    """
-    x = check_image(x, input_shape(model))
-    probs = probabilities(model, x)
-    order = np.argsort(-probs, kind="stable")[:top]
-    if model in _LABELS:
-        labels = _LABELS[model]
-        return [Prediction(int(i), labels[i][0], labels[i][1], float(probs[i])) for i in order]
-    if probs.shape[-1] != 1000:  # small test models have no ImageNet labels
-        return [Prediction(int(i), "", f"class_{i}", float(probs[i])) for i in order]
-    labels = class_labels()
-    return [Prediction(int(i), labels[i][0], labels[i][1], float(probs[i])) for i in order]
-
-
-#: Images per forward call: bounds activation memory (MobileNetV2 needs ~25 MB per image).
-PREDICT_BATCH = 16
-
-
-def probabilities(model, x: np.ndarray) -> np.ndarray:
-    """Return the softmax output for one image (1-D, sums to 1) or a batch (2-D), in chunks of 64."""
-    batch = np.asarray(x, dtype=np.float32)
-    single = batch.ndim == 3
-    batch = batch[None] if single else batch
-    out = np.concatenate([np.asarray(model(batch[i:i + PREDICT_BATCH], training=False), dtype=np.float64)
-                          for i in range(0, len(batch), PREDICT_BATCH)])
-    return out[0] if single else out
-
-
-_LOGIT_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def logits_model(model):
-    """Return a Keras model computing the pre-softmax scores z (so that ``model(x) = softmax(z)``).
-
-    The last layer of the classifier must be a ``Dense`` layer with softmax activation (as in
-    MobileNetV2, ResNet, EfficientNet, ...), whose logits are its affine part ``z = h W + b`` applied to
-    its input ``h``, or a softmax ``Activation`` layer (MobileNet, MobileNetV3), whose logits are its
-    input. This is exact, shares the weights, and is cached per model.
-    """
-    import keras
-
-    if model in _LOGIT_MODELS:
-        return _LOGIT_MODELS[model]
-    head = model.layers[-1]
-    if getattr(getattr(head, "activation", None), "__name__", "") != "softmax" \
-            or not isinstance(head, (keras.layers.Dense, keras.layers.Activation)):
-        raise ValueError("The model's last layer must be a Dense layer with softmax activation (or a softmax "
-                         "Activation layer) to expose its logits.")
-    if isinstance(head, keras.layers.Dense):
-        logits = keras.ops.add(keras.ops.matmul(head.input, head.kernel), head.bias)
-    else:
-        logits = head.input
-    result = keras.Model(model.input, logits, name=f"{model.name}_logits")
-    _LOGIT_MODELS[model] = result
-    return result
-
-
-def scores_model(model, target: str):
-    """Return the model whose outputs are explained: the softmax ``model`` or its ``logits_model``."""
-    if target == "softmax":
-        return model
-    if target == "logits":
-        return logits_model(model)
-    raise ValueError(f"target must be 'logits' or 'softmax', got {target!r}.")

@@ -36,7 +36,7 @@ import numpy as np
 from .outputs import absolute, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .study import StudySettings
+    from .study_settings import StudySettings
 
 #: Header key of the checksum line (sha256 of the column line and the rows, as written).
 CHECKSUM_KEY = "rows_sha256"
@@ -51,17 +51,19 @@ KEY_COLUMNS = ("class_index", "stage")
 
 
 def table_header(settings: StudySettings, n_photos: int, kind: str,
-                 extra: dict[str, object] | None = None) -> list[str]:
+                 extra: dict[str, object] | None = None, model=None) -> list[str]:
     """Return the '# key: value' lines that open a result CSV (provenance of its numbers).
 
-    ``extra`` adds settings particular to one table (e.g. the sanity check's IG steps).
+    ``extra`` adds settings particular to one table (e.g. the sanity check's IG steps); ``model`` is the
+    loaded classifier whose weights and options are recorded (default: ``load_model()``'s MobileNetV2).
     """
     from . import __version__
     from .model import weights_fingerprint
 
-    fp = weights_fingerprint()
+    fp = weights_fingerprint(model)
     return [f"# {TITLE} ({kind})", f"# photos: {n_photos}",
             f"# weights_sha256: {fp['sha256']}", f"# weights_source: {fp['source']}",
+            *([f"# model: {fp['model']} (alpha {fp.get('alpha')}, size {fp.get('size')})"] if "model" in fp else []),
             f"# xai_helpers_version: {__version__}", f"# settings_key: {settings.key()}",
             f"# settings: {asdict(settings)}"] + [f"# {k}: {v}" for k, v in (extra or {}).items()]
 

@@ -1,0 +1,85 @@
+"""Class names: Keras's ImageNet labels, a labels file's, and names as people write them (a class name, a
+WNID or an index) resolved to an index. Shared by the model loader, the command line (``--target-class``),
+the study's labels files and the chapters.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from pathlib import Path
+
+from .data import cached_get_file
+
+CLASS_INDEX_FILE = "imagenet_class_index.json"
+CLASS_INDEX_ORIGIN = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
+CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
+
+
+def _read_labels(path: Path) -> tuple[tuple[str, str], ...]:
+    """Return ``(wnid, name)`` per class from a CSV/text file (see ``load_model``)."""
+    import csv
+
+    if not path.is_file():
+        raise FileNotFoundError(f"No labels file at {path}.")
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        raise ValueError(f"The labels file {path} is empty.")
+    header = [cell.strip().lower() for cell in rows[0]]
+    name_col = next((header.index(k) for k in ("name", "label", "class_name", "class") if k in header), None)
+    wnid_col = header.index("wnid") if "wnid" in header else None
+    if name_col is not None:
+        rows = rows[1:]
+    else:
+        name_col = -1
+    return tuple(((row[wnid_col].strip() if wnid_col is not None else ""), row[name_col].strip())
+                 for row in rows)
+
+
+@functools.lru_cache(maxsize=1)
+def class_labels() -> tuple[tuple[str, str], ...]:
+    """Return the 1000 ImageNet ``(wnid, name)`` pairs in class-index order (Keras's label file)."""
+    import json
+
+    path = cached_get_file(CLASS_INDEX_FILE, CLASS_INDEX_ORIGIN, "models", file_hash=CLASS_INDEX_MD5)
+    with open(path) as f:
+        index = json.load(f)
+    return tuple((index[str(i)][0], index[str(i)][1]) for i in range(len(index)))
+
+
+def resolve_class(text: str) -> int:
+    """Return the ImageNet class index named by ``text``: a class name, a WNID or an index 0-999.
+
+    Names match Keras's labels ignoring case and treating spaces, '_' and '-' alike ('komodo dragon' =
+    'Komodo_dragon'). Raises ``ValueError`` (one sentence, with close matches) for an unknown or
+    ambiguous name ('crane' is both a bird and a machine: give its WNID or index).
+    """
+    from .data import normalise_class_name
+    labels = class_labels()
+    text = str(text).strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        index = int(text)
+        if not 0 <= index < len(labels):
+            raise ValueError(f"--target-class index must be in [0, {len(labels) - 1}], got {index}.")
+        return index
+    if re.fullmatch(r"n\d{8}", text):
+        hits = [i for i, (wnid, _) in enumerate(labels) if wnid == text]
+        if not hits:
+            raise ValueError(f"--target-class: no ImageNet class has the WNID {text}.")
+        return hits[0]
+    key = normalise_class_name(text)
+    names = [normalise_class_name(name) for _, name in labels]
+    hits = [i for i, name in enumerate(names) if name == key]
+    if len(hits) > 1:
+        raise ValueError(f"--target-class {text!r} is ambiguous in ImageNet: give one of the indices "
+                         + ", ".join(f"{i} ({labels[i][0]})" for i in hits) + ".")
+    if not hits:
+        close = difflib.get_close_matches(key, sorted(set(names)), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
+            " (use a Keras ImageNet class name such as 'Komodo_dragon', a WNID or an index 0-999)."
+        raise ValueError(f"--target-class: no ImageNet class is named {text!r}{hint}")
+    return hits[0]
+
+
+__all__ = ["class_labels", "resolve_class"]
