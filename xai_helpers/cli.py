@@ -81,7 +81,6 @@ def _run_study(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, terminate)  # (``main`` sets the same for the whole run)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         ray_address = getattr(args, "ray", None)
         study.run_study(args.photos, out, batch_size=args.batch_size, sanity_photos=args.sanity_photos,
                   progress=not args.quiet, force_new=getattr(args, "force_new", False),
@@ -274,7 +273,9 @@ def _run_explain(args: argparse.Namespace) -> int:
     def stage(name: str | None = None) -> None:  # the next stage begins (the names are the analysis's own)
         stages.next(name)
 
-    files = PendingFiles()  # the figure and the JSON are renamed into place together, at the end
+    # The figure and the JSON are renamed into place together, at the end; without --force a file that
+    # appeared meanwhile (another run) is never replaced.
+    files = PendingFiles(replace=getattr(args, "force", False))
     try:
         stage(stage_names[0])
         model = load_model(args.model, args.weights)

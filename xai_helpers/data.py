@@ -12,7 +12,8 @@ horizontally by 0.66), which the model tolerates (top-1 is unchanged on the whip
 Colour policy: grayscale (L, I;16, I), palette, CMYK and LA/RGBA are converted to RGB; 16-bit
 samples are scaled by 255/65535 (not clipped, as PIL's own ``convert("L")`` would); transparency is
 composited over white with a warning, because it changes what the model sees. EXIF orientation is
-applied, so a photo is analysed the way it is displayed.
+applied, so a photo is analysed the way it is displayed. An animation (GIF, WebP, APNG) or a multi-page
+file (TIFF) gives its first frame, with a warning that says so and how many frames there are.
 
 Memory policy: a photo is shrunk *before* any colour conversion, so that loading costs about its decoded
 size and never several full-size copies. JPEG decodes at 1/2, 1/4 or 1/8 scale (``draft``). Other formats
@@ -30,6 +31,7 @@ import functools
 import os
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -234,6 +236,10 @@ def _reduce_16bit(image: Image.Image, factors: tuple[int, int]) -> Image.Image:
     return Image.fromarray(out)  # uint8 (H, W): mode L
 
 
+class _Refused(ValueError):
+    """A photo ``load_image`` refuses itself (its message names the file), as opposed to Pillow's errors."""
+
+
 def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
     """Return the photo at ``path`` as a float32 (size, size, 3) array in MobileNetV2's range [-1, 1].
 
@@ -242,12 +248,18 @@ def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
 
     ``x = pixel / 127.5 - 1`` (``keras.applications.mobilenet_v2.preprocess_input``), after applying
     EXIF orientation, converting to RGB and resizing the whole photo to 224 x 224 (module docstring:
-    resize and colour policy). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for
-    anything that is not a decodable image of at least 32 px a side and at most ~179 megapixels.
+    resize and colour policy). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming
+    the file) for a name too long for its file system and for anything that is not a decodable image of
+    at least 32 px a side and at most ~179 megapixels (also one whose metadata is too large to decompress,
+    such as a PNG text chunk of many megabytes). An animation or a multi-page file gives its first frame,
+    with a ``UserWarning`` saying how many frames it has.
     """
+    from .outputs import check_name_length
+
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIDE <= size <= 1024:
         raise ValueError(f"size must be a whole number of pixels from {MIN_SIDE} to 1024, got {size!r}.")
     path = Path(path)
+    check_name_length(path)
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {path}.")
     if path.stat().st_size == 0:
@@ -259,25 +271,38 @@ def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise ValueError(f"{path} is {width} x {height} pixels, more than the "
-                                     f"{MAX_PIXELS:,}-pixel limit; downscale it first.")
+                    raise _Refused(f"{path} is {width} x {height} pixels, more than the "
+                                   f"{MAX_PIXELS:,}-pixel limit; downscale it first.")
                 if min(width, height) < MIN_SIDE:
-                    raise ValueError(f"{path} is {width} x {height} pixels; both sides must be at "
-                                     f"least {MIN_SIDE} px.")
+                    raise _Refused(f"{path} is {width} x {height} pixels; both sides must be at "
+                                   f"least {MIN_SIDE} px.")
                 if image.mode == "F":  # refused before its (4 bytes a pixel) samples are decoded
-                    raise ValueError("Floating-point images are not supported; save the photo as 8- or "
-                                     "16-bit.")
+                    raise _Refused(f"{path}: floating-point images are not supported; save the photo as 8- "
+                                   f"or 16-bit.")
+                # (n_frames seeks through the frames' headers and comes back to the first frame)
+                frames = int(getattr(image, "n_frames", 1)) if getattr(image, "is_animated", False) else 1
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale: a huge photo never occupies full memory.
                 image.draft("RGB", (2 * size, 2 * size))
                 image.load()
                 image = ImageOps.exif_transpose(_shrink(image, size))
                 rgb = _to_rgb(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path} is not a readable image ({str(err) or type(err).__name__}).") from None
+    except _Refused:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, zlib.error) as err:
+        # (ValueError: e.g. Pillow's "Decompressed data too large" for a PNG text chunk of many megabytes)
+        raise ValueError(f"{path} is not a readable image ({_one_line(err)}).") from None
     except Image.DecompressionBombError:
         raise ValueError(f"{path} is larger than the {MAX_PIXELS:,}-pixel limit.") from None
+    if frames > 1:
+        warnings.warn(f"{path.name} has {frames} frames (an animation or a multi-page file); only the first "
+                      f"of them, frame 1 of {frames}, is used.", UserWarning, stacklevel=2)
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
     return preprocess(np.asarray(resized, dtype=np.float32))
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()).rstrip(".")
+    return text or type(err).__name__
 
 
 def preprocess(pixels: np.ndarray) -> np.ndarray:

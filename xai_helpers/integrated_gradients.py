@@ -297,6 +297,7 @@ def adaptive_integrated_gradients_batch(model, xs: np.ndarray, class_indices, ta
                                                     contrast_classes)
     integrate = _integrator(model, target).integrate
     alphas, weights = quadrature("trapezoid", start_steps)
+    passes.record(forward=2 * len(xs), gradient=len(xs) * len(alphas))
     attr, f_x, f_base = (t.numpy().astype(np.float64) for t in integrate(
         xs, baselines, alphas.astype(np.float32), weights.astype(np.float32), classes, contrast,
         np.int32(batch_size)))
@@ -313,6 +314,8 @@ def adaptive_integrated_gradients_batch(model, xs: np.ndarray, class_indices, ta
         if not todo:
             break
         midpoints = (np.arange(intervals) + 0.5) / intervals
+        # (the refinement's end-point scores are computed and discarded: 2 forward passes per image)
+        passes.record(forward=2 * len(todo), gradient=len(todo) * intervals)
         new = integrate(xs[todo], baselines[todo], midpoints.astype(np.float32),
                         np.full(intervals, 0.5 / intervals, np.float32), classes[todo], contrast[todo],
                         np.int32(batch_size))[0].numpy()

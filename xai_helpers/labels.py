@@ -4,26 +4,69 @@ the study's labels files and the chapters.
 """
 from __future__ import annotations
 
+import codecs
 import difflib
 import functools
+import io
 import re
 from pathlib import Path
 
 from .data import cached_get_file
+from .outputs import check_name_length
 
 CLASS_INDEX_FILE = "imagenet_class_index.json"
 CLASS_INDEX_ORIGIN = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
 CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 
 
-def _read_labels(path: Path) -> tuple[tuple[str, str], ...]:
-    """Return ``(wnid, name)`` per class from a CSV/text file (see ``load_model``)."""
-    import csv
-
+def read_text_file(path: Path) -> str:
+    """Return the text of a small UTF-8 file (a labels CSV), a leading byte-order mark (as spreadsheets
+    write "CSV UTF-8") dropped. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` ("<file>:
+    not UTF-8 text (line N) ...") for a binary, UTF-16 or Latin-1 file, naming the first bad line."""
+    check_name_length(path)
     if not path.is_file():
         raise FileNotFoundError(f"No labels file at {path}.")
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError(f"{path}: not UTF-8 text (line 1: it is UTF-16); save it as UTF-8 (\"CSV UTF-8\" in a "
+                         f"spreadsheet).")
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+        bad = len(data)
+    except UnicodeDecodeError as err:
+        text, bad = None, err.start
+    nul = data.find(b"\0", 0, bad)
+    if nul >= 0:  # (valid UTF-8, but no text file holds one)
+        line = data[:nul].count(b"\n") + 1
+        raise ValueError(f"{path}: not UTF-8 text (line {line} holds a NUL byte: a binary file?); give a CSV "
+                         f"text file.")
+    if text is None:
+        line = data[:bad].count(b"\n") + 1
+        raise ValueError(f"{path}: not UTF-8 text (line {line} has the byte {data[bad]:#04x}, as Latin-1 or a "
+                         f"binary file would); save it as UTF-8 (\"CSV UTF-8\" in a spreadsheet).")
+    return text
+
+
+def read_csv_rows(path: Path):
+    """Yield ``(line number, cells)`` of the UTF-8 CSV file ``path`` (``read_text_file``); a CSV error is
+    ``ValueError`` naming the file and line."""
+    import csv
+
+    reader = csv.reader(io.StringIO(read_text_file(path), newline=""))
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({err}).") from None
+        yield reader.line_num, cells
+
+
+def _read_labels(path: Path) -> tuple[tuple[str, str], ...]:
+    """Return ``(wnid, name)`` per class from a CSV/text file (see ``load_model``)."""
+    rows = [row for _, row in read_csv_rows(path) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise ValueError(f"The labels file {path} is empty.")
     header = [cell.strip().lower() for cell in rows[0]]
@@ -82,4 +125,4 @@ def resolve_class(text: str) -> int:
     return hits[0]
 
 
-__all__ = ["class_labels", "resolve_class"]
+__all__ = ["class_labels", "read_csv_rows", "read_text_file", "resolve_class"]

@@ -62,7 +62,10 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, weights: str | os.PathLi
       own preprocessing as the first layer (``architectures``; none for the "tf" ones such as MobileNet
       and MobileNetV2, which take [-1, 1] themselves); or the path of a saved model file
       (``.keras``, ``.h5``), whose input ``preprocessing`` maps [-1, 1] to: "tf" or None (the model takes
-      [-1, 1] itself), "caffe", "torch", "raw255" (0-255 pixels), or a callable on tensors.
+      [-1, 1] itself), "caffe", "torch", "raw255" (0-255 pixels), or a callable on tensors. A name is a
+      file's only when it ends with a model suffix (``MODEL_FILE_SUFFIXES``) or holds a path separator, so
+      a file called ``MobileNetV2`` in the working folder does not change what "MobileNetV2" means (write
+      ``./MobileNetV2`` for the file). A cut-short or damaged file is "not a complete Keras model file".
     * ``weights``: "imagenet" (Keras's loader, ``$KERAS_HOME/models/``; for a model file: the weights saved
       in it), None or "none" (random initialisation, seeded by ``seed`` through
       ``keras.utils.set_random_seed``, for offline trials), or the path of a weights file for the same
@@ -94,18 +97,28 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, weights: str | os.PathLi
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}.")
     alpha, size = _check_alpha(alpha), _check_size(size)
-    if name.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in name or Path(name).is_file():
+    if is_model_file_name(name):
         if alpha is not None or size is not None:
             raise ValueError("alpha and size are options of a keras.applications architecture, not of a "
                              "model file (whose input side was fixed when it was saved).")
         path = Path(name).expanduser()
+        from .outputs import check_name_length
+
+        check_name_length(path)
         if not path.is_file():
             raise FileNotFoundError(f"No model file at {path}.")
+        check_model_file(path)
         # The file's modification time is part of the cache key: a rewritten file is read again.
         return _load_file(str(path.resolve()), path.stat().st_mtime_ns, weights, preprocessing, labels)
     from .architectures import ARCHITECTURES, architecture
 
-    arch = architecture(name)  # unknown name: ValueError with suggestions
+    try:
+        arch = architecture(name)  # unknown name: ValueError with suggestions
+    except ValueError as err:
+        if not _is_file(Path(name)):
+            raise
+        raise ValueError(f"{str(err).rstrip('.')} (to load the file {name} in this folder, give its path: "
+                         f"./{name}).") from None
     if preprocessing is not None:
         raise ValueError(f"preprocessing is only for a model file; {arch.name} comes with its own "
                          f"({arch.preprocessing!r}).")
@@ -118,6 +131,58 @@ def load_model(name: str | os.PathLike = DEFAULT_MODEL, weights: str | os.PathLi
         size = None
     # Always positional and complete: load_model() is one cache entry, whatever the caller wrote.
     return _load_application(arch.name, weights, labels, int(seed), alpha, size)
+
+
+def is_model_file_name(name: str) -> bool:
+    """Return whether ``load_model`` reads ``name`` as a model file's path: it ends with a model suffix
+    (``MODEL_FILE_SUFFIXES``) or holds a path separator; anything else is an architecture's name, whatever
+    files the working folder holds."""
+    return (name.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in name
+            or bool(os.altsep and os.altsep in name))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+#: The first bytes of an HDF5 file (at offset 0, 512, 1024, ... when the file has a user block).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_model_file(path: Path) -> None:
+    """Raise ``ValueError`` (one sentence naming the file) when the model file ``path`` is visibly not a
+    whole one, before Keras is imported: empty, a ``.keras`` file that is not a complete zip archive (one
+    cut short loses the archive's directory, at its end) or lacks ``config.json``, an ``.h5`` file that
+    does not start like HDF5. (Other damage is Keras's to find: ``_load_file``.)"""
+    import zipfile
+
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes), not a Keras model file.")
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            raise ValueError(f"{path} is not a complete Keras model file (a .keras file is a zip archive, and "
+                             f"this one is cut short, damaged or no zip archive at all).") from None
+        if "config.json" not in names:
+            raise ValueError(f"{path} is not a complete Keras model file (its zip archive has no "
+                             f"config.json).")
+    elif suffix in (".h5", ".hdf5"):
+        with open(path, "rb") as f:
+            for offset in (0, 512, 1024, 2048, 4096, 8192):
+                if offset >= size:
+                    break
+                f.seek(offset)
+                if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                    return
+        raise ValueError(f"{path} is not a complete Keras model file (an {suffix} file is HDF5, and this one "
+                         f"does not start like one).")
 
 
 def _check_alpha(alpha) -> float | None:
@@ -239,8 +304,11 @@ def _load_file(path: str, mtime_ns: int, weights: str | None, preprocessing, lab
                          f"callable, got {preprocessing!r}.")
     try:
         loaded = keras.saving.load_model(path, compile=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a Keras model file Keras can load ({_first_line(err)}).") from None
+    except (OSError, ValueError, EOFError) as err:
+        reason = _first_line(err)
+        if "truncated" in reason.lower() or isinstance(err, EOFError):  # e.g. h5py: "truncated file: eof = ..."
+            raise ValueError(f"{path} is not a complete Keras model file ({reason}).") from None
+        raise ValueError(f"{path} is not a Keras model file Keras can load ({reason}).") from None
     if not isinstance(loaded, keras.Model) or len(loaded.inputs or ()) != 1 or len(loaded.outputs or ()) != 1:
         raise ValueError(f"{path} must hold a Keras model with one image input and one softmax output.")
     # A Functional view (same layers): tf-keras-vis needs ``output_names``, which Sequential lacks.

@@ -95,6 +95,7 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
     Ctrl-C (``KeyboardInterrupt``) raises ``StudyInterrupted`` with the number of rows kept. Returns the
     absolute path of ``out``.
     """
+    from .locks import table_lock
     from .outputs import absolute, check_outputs
 
     settings = settings or StudySettings()
@@ -107,31 +108,34 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
     sanity_path = out.with_name(out.stem + "_sanity.csv")
     state: dict = {"rows": [], "kept": None, "new": 0}
     try:
-        check_outputs({"--out": out, "the sanity table": sanity_path if sanity_photos else None}, force=True)
-        header = table_header(settings, 0, "per photo", model=model.load())
-        if out.exists() or out.is_symlink():
-            if force_new:
-                old = set_aside(out)
-                if sanity_photos and sanity_path.exists():
-                    set_aside(sanity_path)
-                print(f"kept the old table as {old}", file=sys.stderr)
-            else:
-                table = load_table(out)
-                check_resumable(table, header)
-                state["rows"] = table.rows
-        state["kept"] = len(state["rows"])
-        with _study_warnings():
-            photos = None if images is None else folder_photos(images, labels)
-            _run_batches(n_photos, out, settings, batch_size, progress, header, state,
-                         ray=(ray_address, ray_workers) if use_ray else None, photos=photos, model=model)
-            if sanity_photos:
-                # (sample photos only: the sanity check loads photos by class index)
-                chosen = [int(r["class_index"]) for r in state["rows"]
-                          if "photo_index" not in r and str(r.get("clean_correct", "")) in ("1", "1.0")]
-                sanity_rows = sanity_check(model.load(), chosen[:sanity_photos], settings)
-                write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
-                                                      {"sanity_ig_steps": SANITY_IG_STEPS}, model=model.load()),
-                            sanity_rows)
+        check_outputs({"--out": out, "the sanity table": sanity_path if sanity_photos else None}, force=True,
+                      make_folders=True)
+        # One run writes a table at a time (the lock names its holder); its folder is made only now.
+        with table_lock(out, make_folders=True):
+            header = table_header(settings, 0, "per photo", model=model.load())
+            if out.exists() or out.is_symlink():
+                if force_new:
+                    old = set_aside(out)
+                    if sanity_photos and sanity_path.exists():
+                        set_aside(sanity_path)
+                    print(f"kept the old table as {old}", file=sys.stderr)
+                else:
+                    table = load_table(out)
+                    check_resumable(table, header)
+                    state["rows"] = table.rows
+            state["kept"] = len(state["rows"])
+            with _study_warnings():
+                photos = None if images is None else folder_photos(images, labels)
+                _run_batches(n_photos, out, settings, batch_size, progress, header, state,
+                             ray=(ray_address, ray_workers) if use_ray else None, photos=photos, model=model)
+                if sanity_photos:
+                    # (sample photos only: the sanity check loads photos by class index)
+                    chosen = [int(r["class_index"]) for r in state["rows"]
+                              if "photo_index" not in r and str(r.get("clean_correct", "")) in ("1", "1.0")]
+                    sanity_rows = sanity_check(model.load(), chosen[:sanity_photos], settings)
+                    write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
+                                                          {"sanity_ig_steps": SANITY_IG_STEPS}, model=model.load()),
+                                sanity_rows)
     except StudyInterrupted:
         raise
     except KeyboardInterrupt:

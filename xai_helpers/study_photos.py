@@ -1,11 +1,10 @@
 """The photos a study can run on besides the ImageNet sample photos: a folder, with an optional labels file."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .labels import resolve_class
+from .labels import read_csv_rows, resolve_class
 
 
 @dataclass(frozen=True)
@@ -30,9 +29,10 @@ def folder_photos(folder: str | Path, labels: str | Path | None = None) -> list[
     """Return the photos of ``folder`` (sorted by file name) with their classes from an optional labels CSV.
 
     The CSV has two columns, file name and class (a Keras class name, a WNID or an index 0-999), with or
-    without a header line; photos it does not list are unlabelled. Raises ``FileNotFoundError`` for a
-    missing folder or CSV and ``ValueError`` for an empty folder, an unknown class or a file the CSV names
-    that the folder lacks.
+    without a header line, in UTF-8 (a byte-order mark is fine); photos it does not list are unlabelled.
+    Raises ``FileNotFoundError`` for a missing folder or CSV and ``ValueError`` for an empty folder, a CSV
+    that is not UTF-8 text, an unknown class, a photo listed twice (both lines named) or a file the CSV
+    names that the folder lacks.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -43,19 +43,22 @@ def folder_photos(folder: str | Path, labels: str | Path | None = None) -> list[
     classes: dict[str, int] = {}
     if labels is not None:
         labels = Path(labels)
-        if not labels.is_file():
-            raise FileNotFoundError(f"No labels file at {labels}.")
-        with open(labels, newline="") as f:
-            for number, cells in enumerate(csv.reader(f), start=1):
-                if not cells or (number == 1 and cells[0].strip().lower() in ("file", "filename", "photo")):
-                    continue
-                if len(cells) != 2:
-                    raise ValueError(f"{labels}, line {number}: expected 'file,class', got {len(cells)} cells.")
-                try:
-                    classes[cells[0].strip()] = resolve_class(cells[1].strip())
-                except ValueError as err:
-                    raise ValueError(f"{labels}, line {number}: {str(err).removeprefix('--target-class: ')}") \
-                        from None
+        lines: dict[str, int] = {}
+        for number, cells in read_csv_rows(labels):
+            if not cells or (number == 1 and cells[0].strip().lower() in ("file", "filename", "photo")):
+                continue
+            if len(cells) != 2:
+                raise ValueError(f"{labels}, line {number}: expected 'file,class', got {len(cells)} cells.")
+            name = cells[0].strip()
+            if name in lines:
+                raise ValueError(f"{labels}, line {number} repeats the photo {name!r} of line {lines[name]}; "
+                                 f"keep one of the two lines.")
+            lines[name] = number
+            try:
+                classes[name] = resolve_class(cells[1].strip())
+            except ValueError as err:
+                raise ValueError(f"{labels}, line {number}: {str(err).removeprefix('--target-class: ')}") \
+                    from None
         missing = sorted(set(classes) - {p.name for p in files})
         if missing:
             raise ValueError(f"{labels} names {len(missing)} photo(s) that {folder} lacks, e.g. {missing[0]!r}.")

@@ -257,9 +257,10 @@ def _explain(model, xs: np.ndarray, attacked: dict[str, np.ndarray], attacked_pr
                 for name, values in road.items():
                     row.update({f"road_{order}_{name}_{kind}": value for order, value in values.items()})
         row["gradient_evals"] = 1 + settings.pgd_steps * len(settings.eps_grid_pixels) + ig_evals // n
+    controls = _control_maps(model, xs, truth, adv_cls, settings, keys)
     for a in attacked:
         _intervention_columns(model, xs, a, attacked[a], rows, truth, adv_cls[a], logit_maps, settings, seed_ids,
-                              keys)
+                              keys, controls)
 
 
 def _maps(model, pairs: dict[str, tuple[np.ndarray, Sequence[int]]], settings: StudySettings,
@@ -284,9 +285,22 @@ def _maps(model, pairs: dict[str, tuple[np.ndarray, Sequence[int]]], settings: S
     return out
 
 
+def _control_maps(model, xs: np.ndarray, truth: Sequence[int], adv_cls: dict[str, list[int]],
+                  settings: StudySettings, keys: Sequence[int]) -> dict[tuple[int, int], tuple]:
+    """Return ``{(photo, class): (Grad-CAM map, IG map, IG result)}``: the clean image explained for each
+    class an attack moved it to, computed once when FGSM and PGD pick the same class."""
+    pairs = sorted({(i, cls[i]) for cls in adv_cls.values() for i in range(len(xs)) if cls[i] != truth[i]})
+    if not pairs:
+        return {}
+    maps = _maps(model, {"control": (xs[[i for i, _ in pairs]], [c for _, c in pairs])}, settings,
+                 [keys[i] for i, _ in pairs])
+    return {pair: (maps["gc"]["control"][j], maps["ig"]["control"][j], maps["ig_result"]["control"][j])
+            for j, pair in enumerate(pairs)}
+
+
 def _intervention_columns(model, xs: np.ndarray, attack_name: str, adv: np.ndarray, rows: list[dict],
                           truth: Sequence[int], adv_cls: Sequence[int], maps: dict, settings: StudySettings,
-                          seed_ids: Sequence[int], keys: Sequence[int]) -> None:
+                          seed_ids: Sequence[int], keys: Sequence[int], controls: dict) -> None:
     """Add one attack's causal columns (``analysis.intervene``) to the rows of the photos it fooled.
 
     Per fooled photo, with a = ``attack_name`` and m = z_true - z_adv the margin the attack flips:
@@ -304,20 +318,19 @@ def _intervention_columns(model, xs: np.ndarray, attack_name: str, adv: np.ndarr
     fooled = [i for i in range(len(xs)) if adv_cls[i] != truth[i]]
     if not fooled:
         return
-    control = _maps(model, {"control": (xs[fooled], [adv_cls[i] for i in fooled])}, settings,
-                    [keys[i] for i in fooled])
     fraction = settings.top_fraction
-    for j, i in enumerate(fooled):
+    for i in fooled:
         row = rows[i]
         ranked = {}
         for method in ("gc", "ig"):
-            for metric, value in compare_maps(maps[method]["clean"][i], control[method]["control"][j],
+            control = controls[(i, adv_cls[i])][("gc", "ig").index(method)]
+            for metric, value in compare_maps(maps[method]["clean"][i], control,
                                               fraction).items():
                 row[f"{method}_clean{attack_name}_{metric}"] = value
             for kind in ("clean", f"{attack_name}adv", f"{attack_name}true"):
                 ranked[f"{method}_{kind}"] = maps[method][kind][i]
-            ranked[f"{method}_clean{attack_name}"] = control[method]["control"][j]
-        row[f"ig_clean{attack_name}_reldelta"] = control["ig_result"]["control"][j].relative_delta
+            ranked[f"{method}_clean{attack_name}"] = control
+        row[f"ig_clean{attack_name}_reldelta"] = controls[(i, adv_cls[i])][2].relative_delta
         with passes.stage("interventions", [keys[i]]):
             result = intervene(model, xs[i], adv[i], truth[i], adv_cls[i], ranked, fractions=(fraction,),
                                n_random=settings.intervention_random_masks,

@@ -19,6 +19,13 @@ row with the wrong number of cells, a row whose ``class_index`` is not an index,
 another's photo (and stage), rows that no longer match the checksum line. ``check_resumable`` refuses, in
 one sentence, to extend a table made with other settings, weights or package version. Resumed rows keep
 their cells' text exactly (an empty cell stays empty; a number is not re-rounded).
+
+CSV injection (OWASP): a spreadsheet runs a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return as a formula, so a photo named ``=HYPERLINK("http://evil.example","click").jpg`` could
+act when the table is opened. Such text cells (not numbers: ``-0.5`` stays a number) are written with a
+leading single quote, which spreadsheets show as plain text and hide; ``load_table`` removes it again,
+so every text reads back exactly as it was (a text that itself starts with a quote before one of those
+characters gets a second quote).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .outputs import absolute, write_text_atomic
+from .outputs import _move_if_absent, absolute, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .study_settings import StudySettings
@@ -91,8 +99,33 @@ class Table:
     lines: list[int]  #: the file line (1-based) of each row
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: A number as a cell holds it ("-0.5", "1e-05", "nan", "-inf"): never quoted as text.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+
+
+def escape_text(text: str) -> str:
+    """Return a text cell as written: with a leading single quote when a spreadsheet would run it as a
+    formula (it starts with one of ``FORMULA_STARTS`` and is not a number) or when ``unescape_text`` would
+    remove a quote of its own; ``unescape_text(escape_text(t)) == t`` for every text."""
+    if text.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    if unescape_text(text) != text:
+        return "'" + text
+    return text
+
+
+def unescape_text(cell: str) -> str:
+    """Return the text a cell was written from: without the single quote ``escape_text`` put before it."""
+    if len(cell) > 1 and cell[0] == "'" and cell[1:].startswith(FORMULA_STARTS + ("'",)):
+        return cell[1:]
+    return cell
+
+
 def format_cell(value: object) -> str:
-    """Return a cell's text: floats with 6 significant digits (NaN as "nan"), text as it is."""
+    """Return a cell's text: floats with 6 significant digits (NaN as "nan"), text as it is, but with a
+    leading single quote where a spreadsheet would take it for a formula (``escape_text``)."""
     if value is None:
         return ""
     if isinstance(value, (bool, np.bool_)):
@@ -101,7 +134,7 @@ def format_cell(value: object) -> str:
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.6g}"
-    return str(value)
+    return escape_text(str(value))
 
 
 def _body(rows: Sequence[Mapping[str, object]]) -> str:
@@ -114,9 +147,21 @@ def _body(rows: Sequence[Mapping[str, object]]) -> str:
                 columns.append(k)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+    # With "\n" line ends the csv module leaves a cell holding a carriage return unquoted, which no reader
+    # then reads back: such rows are written by a writer ending lines with "\r\n" (which quotes it), "\n" put
+    # back afterwards. Every other row is written exactly as before.
+    quoting = io.StringIO()
+    quoting_writer = csv.DictWriter(quoting, fieldnames=columns, restval="", lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: format_cell(v) for k, v in row.items()})
+        cells = {k: format_cell(v) for k, v in row.items()}
+        if any("\r" in cell for cell in cells.values()):
+            quoting.seek(0)
+            quoting.truncate()
+            quoting_writer.writerow(cells)
+            out.write(quoting.getvalue()[:-2] + "\n")
+        else:
+            writer.writerow(cells)
     return out.getvalue()
 
 
@@ -124,16 +169,19 @@ def _checksum(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def write_table(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Mapping[str, object]]) -> Path:
+def write_table(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Mapping[str, object]],
+                make_folders: bool = False) -> Path:
     """Write ``rows`` as CSV under the ``header`` lines and a checksum line, atomically; return the path.
 
     Columns are the union of the rows' keys in first-seen order; a key a row lacks is an empty cell.
-    Cells: ``format_cell`` (floats to 6 significant digits; text, e.g. a resumed row's, unchanged).
+    Cells: ``format_cell`` (floats to 6 significant digits; text, e.g. a resumed row's, unchanged but for
+    the quote that keeps a spreadsheet from running it). ``make_folders``: create missing folders (when the
+    file is written; ``outputs.PendingFiles``).
     """
     body = _body(rows)
     lines = [line for line in header if not line.startswith(f"# {CHECKSUM_KEY}:")]
     lines.append(f"# {CHECKSUM_KEY}: {_checksum(body)}")
-    return write_text_atomic(path, "\n".join(lines) + "\n" + body)
+    return write_text_atomic(path, "\n".join(lines) + "\n" + body, make_folders=make_folders)
 
 
 def load_table(path: str | os.PathLike) -> Table:
@@ -142,6 +190,7 @@ def load_table(path: str | os.PathLike) -> Table:
     Checked: each row has as many cells as the column line; ``class_index`` is a whole number >= 0; no
     two rows share their key (``class_index``, plus ``stage`` where there is one); and, when the header
     has a ``rows_sha256`` line, the rows are the ones written. ``FileNotFoundError`` if there is no file.
+    Text cells come back as they were given to ``write_table`` (``unescape_text``).
     """
     path = absolute(path)
     if not path.is_file():
@@ -176,7 +225,7 @@ def load_table(path: str | os.PathLike) -> Table:
         if len(cells) != len(columns):
             raise ValueError(f"{path}, line {number}: {len(cells)} cells where the column line has "
                              f"{len(columns)}; the row was cut short or edited.")
-        row = {k: v for k, v in zip(columns, cells) if v != ""}
+        row = {k: unescape_text(v) for k, v in zip(columns, cells) if v != ""}
         if "class_index" in columns and "photo_index" not in columns:  # (a folder's photos may lack a class)
             value = row.get("class_index", "")
             if not value.isdigit():
@@ -203,7 +252,7 @@ def load_table(path: str | os.PathLike) -> Table:
 
 def _rows(lines: Sequence[str], path: Path, first: int):
     """Yield (index of the row's first line, cells) of CSV ``lines`` (a quoted cell may span lines)."""
-    reader = csv.reader(iter(lines), strict=True)
+    reader = csv.reader((line + "\n" for line in lines), strict=True)  # (a quoted cell keeps its "\n")
     start = 0
     while True:
         try:
@@ -253,15 +302,24 @@ def check_resumable(table: Table, header: Sequence[str], force_option: str = "--
 
 
 def set_aside(path: str | os.PathLike) -> Path:
-    """Rename ``path`` to the first free ``<stem>.old.csv``, ``<stem>.old2.csv``, ...; return the new path."""
+    """Rename ``path`` to the first free ``<stem>.old.csv``, ``<stem>.old2.csv``, ...; return the new path.
+
+    A name is taken only if it is still free when the file is moved (``outputs._move_if_absent``): an old
+    copy that appeared meanwhile is never replaced.
+    """
     path = absolute(path)
     for n in range(1, 10_000):
         target = path.with_name(f"{path.stem}.old{'' if n == 1 else n}{path.suffix}")
-        if not target.exists():
-            os.rename(path, target)
-            return target
+        if target.exists() or target.is_symlink():
+            continue
+        try:
+            _move_if_absent(path, target)
+        except FileExistsError:
+            continue
+        return target
     raise OSError(f"Could not set {path} aside: too many old copies beside it.")
 
 
-__all__ = ["CHECKSUM_KEY", "Table", "check_resumable", "format_cell", "header_meta", "load_table",
-           "read_table", "set_aside", "table_header", "write_table"]
+__all__ = ["CHECKSUM_KEY", "FORMULA_STARTS", "Table", "check_resumable", "escape_text", "format_cell",
+           "header_meta", "load_table", "read_table", "set_aside", "table_header", "unescape_text",
+           "write_table"]
