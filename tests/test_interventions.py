@@ -187,8 +187,10 @@ def test_perturbation_curve_is_zero_with_no_pixels_and_one_with_all(linear, pair
     x, adv = pair
     curve = iv.perturbation_curve(linear.model, x, adv, rng.random(x.shape[:2]), [0.0, 0.3, 1.0], 0,
                                   contrast_class=1, n_random=5)
-    assert curve.kept[0] == pytest.approx(0.0, abs=1e-6) and curve.kept[-1] == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(curve.random[:, 0], 0.0, atol=1e-6)
+    # float32 precision: on some CPUs a matmul's result depends on the batch it is computed in (F(x) is
+    # scored in a batch of 2, the restricted images in batches of SCORE_BATCH), a few 1e-6 of the effect.
+    assert curve.kept[0] == pytest.approx(0.0, abs=1e-5) and curve.kept[-1] == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(curve.random[:, 0], 0.0, atol=1e-5)
     np.testing.assert_allclose(curve.random[:, -1], 1.0, atol=1e-5)
 
 

@@ -147,9 +147,10 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
         sub = commands.add_parser("study", help="run the many-photo study on the ImageNet sample photos",
                                   description="Run the many-photo study and write its CSV tables (resumable: "
                                               "run the same command again to continue). Measured on two CPU "
-                                              "cores: about 13 s per photo among the first 400 (with ROAD) and 9 "
-                                              "s after them (about 2.9 h for all 1000), peak memory about "
-                                              "4.1 GB at the default batch of 8.",
+                                              "cores (bare MobileNetV2 gradient rate 17 images/s): about 38 s per "
+                                              "photo among the first 400 (with ROAD) and 28 s after them (about "
+                                              "9 h for all 1000), peak memory about 4.1 GB at the default batch "
+                                              "of 8; benchmarks/study_cost.py measures it on your machine.",
                                   epilog="exit status: 0 done; 2 bad input, or a table that cannot be "
                                          "resumed (one line on stderr); 130 interrupted by Ctrl-C or SIGTERM "
                                          "('interrupted, N rows kept in FILE' on stderr)")
