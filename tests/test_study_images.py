@@ -8,6 +8,7 @@ import pytest
 import xai_helpers as xh
 from xai_helpers import study
 from xai_helpers.cli import main
+from xai_helpers.study_photos import file_sha256
 from xai_helpers.table import load_table
 
 SETTINGS = study.StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2, intervention_random_masks=2,
@@ -36,16 +37,31 @@ def test_folder_photos_are_sorted_by_name_and_labelled_from_the_csv(folder):
 
 def test_a_folder_study_keys_rows_by_photo_and_resumes(folder, tmp_path, mobilenet):
     photos, labels = folder
-    out = study.run_study(3, tmp_path / "folder.csv", SETTINGS, batch_size=2, sanity_photos=0, progress=False,
+    out = study.run_study(2, tmp_path / "folder.csv", SETTINGS, batch_size=2, sanity_photos=0, progress=False,
                           images=photos, labels=labels)
     rows = load_table(out).rows
-    assert [r["photo_index"] for r in rows] == ["0", "1", "2"]
-    assert [r["file"] for r in rows] == ["a_cat.jpg", "b_lizard.jpg", "c_car.jpg"]
-    assert rows[1]["class_index"] == "41" and "class_index" not in rows[2]  # unlabelled: empty cell
-    assert "clean_correct" not in rows[2] and "fgsm_top1" in rows[2]  # explained for its own top-1
+    assert [r["file"] for r in rows] == ["a_cat.jpg", "b_lizard.jpg"]
+    assert rows[0]["sha256"] == file_sha256(photos / "a_cat.jpg")
+    assert rows[1]["class_index"] == "41" and {r["status"] for r in rows} == {"ok"}
+    assert load_table(out).meta["photo_source"] == f"folder {photos.resolve()}"
+    first = {r["file"]: r for r in rows}
+    # A photo added in front of the others: --photos 3 is the first 3 of the sorted folder, so the new photo
+    # and the two already analysed; their rows are kept to the cell, the new one analysed (a real run).
+    shutil.copy(xh.sample_image("sports_car"), photos / "00new.jpg")
+    study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels)
+    rows = load_table(out).rows
+    assert [r["file"] for r in rows] == ["00new.jpg", "a_cat.jpg", "b_lizard.jpg"]
+    assert all(r == first[r["file"]] for r in rows[1:])
+    assert "class_index" not in rows[0] and "clean_correct" not in rows[0] and "fgsm_top1" in rows[0]  # unlabelled
     before = out.read_text()
     study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels)
     assert out.read_text() == before  # resumed: nothing recomputed, nothing lost
+    # A photo whose bytes changed: the table no longer describes the folder, and resuming says which file.
+    shutil.copy(xh.sample_image("tabby"), photos / "b_lizard.jpg")
+    with pytest.raises(ValueError, match=r"1 photo\(s\) whose bytes changed .*\(b_lizard\.jpg\)"):
+        study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos,
+                        labels=labels)
+    assert out.read_text() == before
 
 
 @pytest.mark.parametrize("labels_text, words", [("a_cat.jpg,no such animal\n", "line 1"),

@@ -42,7 +42,7 @@ import numpy as np
 
 from . import cli_parser
 from .cli_parser import *  # noqa: F401,F403  (the constants and argument helpers, re-exported)
-from .cli_parser import (CURVE_FRACTIONS, CURVE_RANDOM_MASKS, DEFAULT_EPS_LEVELS, EXIT_BAD_INPUT,
+from .cli_parser import (CURVE_FRACTIONS, CURVE_RANDOM_MASKS, DEFAULT_EPS_LEVELS, EXIT_BAD_INPUT, EXIT_FAILED,
                          EXIT_INTERRUPTED, EXIT_OK, EXIT_TARGET_MISSED, EXPLAIN_IG_BATCH, LEVEL, MAX_EPS_LEVELS,
                          MAX_STEPS, MIN_STEPS, TOP, _one_line, add_study_arguments)
 from .report import (TARGET_SETS, TARGET_WORDS, attack_description, explain_figure,  # noqa: F401
@@ -52,8 +52,11 @@ from .report import (TARGET_SETS, TARGET_WORDS, attack_description, explain_figu
 def _run_study(args: argparse.Namespace) -> int:
     """Run the study from parsed command-line arguments; return the exit status.
 
-    0 = done; 130 = interrupted by Ctrl-C or SIGTERM ("interrupted, N rows kept in FILE" on stderr; the
-    table holds every finished batch, and running the same command again resumes it).
+    0 = done (photos that could not be read are rows with status ``error``; their count is printed);
+    1 = a Ray worker kept dying ("N rows kept in FILE"; every finished batch is in the table);
+    2 = with ``--strict``, some photo could not be read;
+    130 = interrupted by Ctrl-C or SIGTERM ("interrupted, N rows kept in FILE" on stderr; the table holds
+    every finished batch, and running the same command again resumes it).
     """
     from . import study
     from .outputs import absolute
@@ -88,6 +91,9 @@ def _run_study(args: argparse.Namespace) -> int:
                   ray_workers=getattr(args, "ray_workers", None), images=images,
                   labels=getattr(args, "labels", None), model=model)
         print(f"wrote {out}", flush=True)
+    except study.StudyFailed as failed:
+        print(f"{prog}: error: {failed}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     except KeyboardInterrupt as stop:  # StudyInterrupted, or Ctrl-C just before or after the study
         kept = stop.rows_kept if isinstance(stop, study.StudyInterrupted) else study.rows_on_disk(out)
         note = "" if getattr(stop, "sanity_written", True) or not args.sanity_photos else \
@@ -96,7 +102,15 @@ def _run_study(args: argparse.Namespace) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    from .table import analysed_rows, load_table
+
+    _, skipped = analysed_rows(load_table(out).rows)
+    if skipped:
+        print(f"{prog}: {skipped} photo(s) could not be read and were skipped; their rows in {out} say why "
+              f"(status 'error')", file=sys.stderr, flush=True)
+        if getattr(args, "strict", False):
+            return EXIT_BAD_INPUT
+    return EXIT_OK
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -238,9 +252,59 @@ def _show_warning(prog: str):
 
 def run_explain(args: argparse.Namespace) -> int:
     """Run ``explain`` from parsed arguments; return the exit status (0; 3: a targeted attack missed)."""
+    images = [args.image] if isinstance(args.image, str) else list(args.image)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning(getattr(args, "_prog", "xai_helpers"))
-        return _run_explain(args)
+        if len(images) == 1 and not Path(images[0]).is_dir() and args.out_dir is None:
+            return _run_explain(argparse.Namespace(**{**vars(args), "image": images[0]}))
+        return _explain_many(args, images)
+
+
+def _explain_many(args: argparse.Namespace, images: list[str]) -> int:
+    """Explain several photos (or a folder's) into ``--out-dir``: a figure and a JSON each, and an index.html.
+
+    A photo that cannot be explained is named in the index and on stderr and the others go on; the exit
+    status is 2 if any photo failed, else 3 if a targeted attack missed any, else 0.
+    """
+    from .outputs import absolute, check_outputs, write_text_atomic
+    from .report import index_page
+    from .study_photos import IMAGE_SUFFIXES
+
+    if args.out is not None or args.json is not None:
+        raise ValueError("--out and --json name one photo's files; with several photos or a folder, give "
+                         "--out-dir (each photo's figure and JSON go there, with an index.html).")
+    photos: list[Path] = []
+    for image in map(Path, images):
+        if image.is_dir():
+            found = sorted(p for p in image.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"{image} holds no photos (files ending in {', '.join(IMAGE_SUFFIXES)}).")
+            photos += found
+        else:
+            photos.append(image)
+    out_dir = absolute(args.out_dir or "explained")
+    index = check_outputs({"the index page": out_dir / "index.html"}, force=args.force,
+                          make_folders=True)["the index page"]
+    stems = [p.stem for p in photos]
+    names = [p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in photos]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries, statuses, prog = [], [], getattr(args, "_prog", "xai_helpers")
+    for k, (photo, name) in enumerate(zip(photos, names), 1):
+        print(f"[{k}/{len(photos)}] {photo}", file=sys.stderr, flush=True)
+        one = argparse.Namespace(**{**vars(args), "image": str(photo), "out": str(out_dir / f"{name}_explained.png"),
+                                    "json": str(out_dir / f"{name}.json"), "out_dir": None})
+        try:
+            statuses.append(_run_explain(one))
+        except (ValueError, TypeError, OSError) as err:
+            print(f"{prog}: error: {_one_line(err)}", file=sys.stderr, flush=True)
+            entries.append({"photo": photo.name, "error": _one_line(err)})
+            statuses.append(EXIT_BAD_INPUT)
+            continue
+        entries.append({"photo": photo.name, "figure": f"{name}_explained.png",
+                        "report": json.loads(Path(one.json).read_text(encoding="utf-8"))})
+    write_text_atomic(index, index_page(entries, f"{len(photos)} photos explained"), replace=args.force)
+    print(f"wrote {index}")
+    return next((s for s in (EXIT_BAD_INPUT, EXIT_TARGET_MISSED) if s in statuses), EXIT_OK)
 
 
 def _run_explain(args: argparse.Namespace) -> int:

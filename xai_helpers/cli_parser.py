@@ -17,7 +17,7 @@ MIN_STEPS, MAX_STEPS = 2, 4096
 DEFAULT_ITERATIONS = 10
 TOP = 5
 #: Exit statuses, listed by ``--help`` (``EXIT_STATUS_HELP``).
-EXIT_OK, EXIT_BAD_INPUT, EXIT_TARGET_MISSED, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TARGET_MISSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_STATUS_HELP = ("exit status: 0 done; 2 bad input (one line on stderr, nothing written); 3 the targeted "
                     "attack missed its class (figure and JSON written, the miss said on stderr and in the "
                     "figure); 130 interrupted (Ctrl-C)")
@@ -44,8 +44,17 @@ CURVE_RANDOM_MASKS = 20
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line on stderr (exit status 2), not usage + error."""
 
+    #: The default sub-command's parser, whose options the top-level help shows too (``IMAGE`` alone runs it).
+    default_command: argparse.ArgumentParser | None = None
+
     def error(self, message: str):  # noqa: D102 - argparse API
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:  # noqa: D102 - argparse API
+        text = super().format_help()
+        if self.default_command is not None:
+            text += f"\n{self.default_command.prog} (the default command):\n\n" + self.default_command.format_help()
+        return text
 
 
 def _one_line(message: object) -> str:
@@ -75,9 +84,11 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``explain`` sub-command's arguments to ``parser``."""
     BASELINES, DEFAULT_METHOD, DEFAULT_STEPS, METHODS = (IG_BASELINES, IG_DEFAULT_METHOD, IG_DEFAULT_STEPS,
                                                          IG_METHODS)
-    parser.add_argument("image", metavar="IMAGE",
+    parser.add_argument("image", metavar="IMAGE", nargs="+",
                         help="the photo to explain: JPEG, PNG, WebP, BMP, ... of any size (>= 32 px a side) "
-                             "and any colour mode; it is resized whole to 224 x 224")
+                             "and any colour mode; it is resized whole to 224 x 224. Several photos, or a "
+                             "folder of them: each is explained into --out-dir, with an index.html of the "
+                             "figures and a summary table")
     parser.add_argument("--eps", type=_finite_float, default=None,
                         help="attack strength, by default in 0-255 pixel levels (1 = one grey level; "
                              f"allowed 0-{MAX_EPS_LEVELS:g}); default 1 level = 2/255 model units")
@@ -116,6 +127,10 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                              "<photo name>_explained.png in the current folder")
     parser.add_argument("--json", metavar="FILE", default=None,
                         help="also write the numbers as JSON (not the photo, not the --out file)")
+    parser.add_argument("--out-dir", metavar="DIR", default=None,
+                        help="with several photos or a folder: where each photo's <name>_explained.png and "
+                             "<name>.json and the index.html go (default: explained/ in the current folder; "
+                             "made if missing)")
     parser.add_argument("--force", action="store_true",
                         help="replace --out and --json files that exist already (without it: exit status 2)")
     parser.add_argument("--quiet", action="store_true",
@@ -142,6 +157,7 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
                     "weights' fingerprint.", epilog=EXIT_STATUS_HELP)
     add_explain_arguments(explain)
     explain.set_defaults(func=handlers["explain"], _prog=explain.prog)
+    parser.default_command = explain
     # The study sub-command is offered when its module exists; it is imported only when it runs.
     if importlib.util.find_spec(f"{__package__}.study") is not None:  # noqa: SIM102
         sub = commands.add_parser("study", help="run the many-photo study on the ImageNet sample photos",
@@ -151,9 +167,12 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
                                               "photo among the first 400 (with ROAD) and 28 s after them (about "
                                               "9 h for all 1000), peak memory about 4.1 GB at the default batch "
                                               "of 8; benchmarks/study_cost.py measures it on your machine.",
-                                  epilog="exit status: 0 done; 2 bad input, or a table that cannot be "
-                                         "resumed (one line on stderr); 130 interrupted by Ctrl-C or SIGTERM "
-                                         "('interrupted, N rows kept in FILE' on stderr)")
+                                  epilog="exit status: 0 done (photos that could not be read are rows "
+                                         "with status 'error', counted on stderr); 1 a Ray worker kept dying "
+                                         "('N rows kept in FILE'); 2 bad input, a table that cannot be "
+                                         "resumed, or with --strict a photo that could not be read (one line "
+                                         "on stderr); 130 interrupted by Ctrl-C or SIGTERM ('interrupted, N "
+                                         "rows kept in FILE' on stderr)")
         add_study_arguments(sub)
         sub.set_defaults(func=handlers["study"], _prog=sub.prog)
     return parser
@@ -179,7 +198,11 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "that cluster (e.g. 'auto' on a cluster node, or ray://HEAD:10001)")
     parser.add_argument("--images", metavar="DIR", default=None,
                         help="study the photos of this folder (sorted by file name) instead of the ImageNet "
-                             "sample photos; rows are keyed by photo_index")
+                             "sample photos; rows are keyed by file name and the sha256 of its bytes, so a "
+                             "resumed table gains new photos and refuses photos whose bytes changed")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 2 when a photo could not be read (by default its row records "
+                             "the error, the study goes on, and the count is printed)")
     parser.add_argument("--labels", metavar="CSV", default=None,
                         help="with --images: 'file,class' lines (class: name, WNID or index 0-999); an "
                              "unlabelled photo is attacked and explained for the model's own top-1 class")

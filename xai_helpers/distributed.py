@@ -1,9 +1,10 @@
 """The study's batches as Ray tasks: one model per worker, photos in deterministic shards.
 
-Ray (Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018) runs one actor
-per worker CPU; each actor loads the model once (``load``) and analyses whole batches (shards) of photos
-with the function it is handed (``analyse(model, shard) -> rows``), so this module knows nothing of the
-study. The shards are exactly the serial runner's batches, in the same order and of the same size, so every
+Ray (Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018) runs one task
+per shard (a batch of photos), at most one per worker CPU at a time; each worker process loads the model
+once (``load``) and analyses the shards it is given with the function it is handed (``analyse(model,
+shard) -> rows``), so this module knows nothing of the study. Tasks rather than actors, because Ray runs
+a task whose worker died again on any other worker (``RAY_RETRIES``). The shards are exactly the serial runner's batches, in the same order and of the same size, so every
 row is computed by the same code on the same inputs as in a serial run (the study's randomness is seeded per
 photo, never per batch). Results come back as shards finish; the runner writes them to the table as they
 arrive, so an interrupted distributed run resumes like a serial one.
@@ -31,47 +32,124 @@ def _runtime_env() -> dict:
     return {"env_vars": {name: os.environ[name] for name in names if name in os.environ}}
 
 
+#: How often Ray runs a shard again on another worker after the worker running it died (``max_retries``).
+RAY_RETRIES = 2
+#: Seconds to wait for a cluster's address to answer before ``ray_shards`` gives up on it.
+CONNECT_TIMEOUT_S = 10.0
+
+
+class WorkerLost(RuntimeError):
+    """Ray workers died on some shards more often than ``RAY_RETRIES`` allows; ``lost`` holds those shards
+    (every other shard was yielded, so its rows are kept)."""
+
+    def __init__(self, lost: list, reason: str):
+        photos = sum(len(shard) for shard in lost)
+        super().__init__(f"a Ray worker died on {len(lost)} batch(es) ({photos} photo(s)) {RAY_RETRIES + 1} times "
+                         f"in a row ({reason})")
+        self.lost = lost
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ``ConnectionError`` (one sentence naming ``address``) unless its host answers on its port within
+    ``timeout`` seconds; ``auto`` and ``local`` are left to Ray (which answers at once). Ray itself waits
+    minutes for a cluster that is not there."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    host_port = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectionError(f"--ray {address!r} is not a Ray address: give HOST:PORT, ray://HOST:PORT or "
+                              f"'auto'.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ConnectionError(f"cannot reach a Ray cluster at {address} ({reason} within {timeout:.0f} s); "
+                              f"start one ('ray start --head') or check the address.") from None
+
+
+#: Models loaded in this (worker) process, by the id of the loader's object in the Ray store.
+_MODELS: dict[str, object] = {}
+
+
+def _analyse_shard(load_ref: list, analyse: Analyse, shard: Shard) -> tuple[list[dict], float]:
+    """A Ray task: ``analyse(model, shard)`` with the model of ``load_ref[0]`` (an object reference, kept
+    unresolved inside a list), loaded once per worker process and reused by its later shards."""
+    import ray
+
+    key = load_ref[0].hex()
+    if key not in _MODELS:
+        _MODELS.clear()  # one model a worker: another study's is no longer needed
+        _MODELS[key] = ray.get(load_ref[0])()
+    start = time.perf_counter()
+    rows = analyse(_MODELS[key], shard)
+    return rows, time.perf_counter() - start
+
+
 def ray_shards(shards: Sequence[Shard], analyse: Analyse, load: Callable[[], object],
                address: str | None = None, workers: int | None = None
                ) -> Iterator[tuple[Shard, list[dict], float]]:
     """Yield ``(shard, rows, seconds)`` for each shard as Ray workers finish it (completion order).
 
-    ``rows`` are ``analyse(model, shard)`` computed on a worker that loaded ``model = load()`` once;
-    ``seconds`` is the worker's wall time for the shard. ``address=None`` starts a local cluster with
+    ``rows`` are ``analyse(model, shard)`` computed by a Ray task on a worker that loaded ``model = load()``
+    once; ``seconds`` is the worker's wall time for the shard. ``address=None`` starts a local cluster with
     ``workers`` CPUs (default: all of this machine's) and shuts it down at the end; otherwise it connects
-    to the cluster at ``address`` and uses ``workers`` actors (default: the cluster's CPUs).
+    to the cluster at ``address`` (``check_reachable`` first: an address that does not answer fails within
+    ``CONNECT_TIMEOUT_S``) and keeps ``workers`` shards in flight (default: the cluster's CPUs).
+
+    A worker that dies (killed, out of memory, its node lost) costs only its shard's progress: Ray runs the
+    shard again on another worker, up to ``RAY_RETRIES`` times. A shard that still fails is set aside,
+    the other shards go on, and ``WorkerLost`` is raised after the last of them was yielded. Ctrl-C and
+    SIGTERM raise ``KeyboardInterrupt`` here as elsewhere (Ray's own SIGTERM handler, which would end the
+    process, is replaced by the one in place before).
     """
+    import signal
+    import threading
+
     try:
         import ray
-        from ray.util import ActorPool
+        from ray.exceptions import NodeDiedError, ObjectLostError, WorkerCrashedError
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("The distributed study needs Ray: pip install 'ray>=2.9'.") from None
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers}.")
+    if not shards:
+        return
     started_here = not ray.is_initialized()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
     if started_here:
         if address is None:
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      runtime_env=_runtime_env(), configure_logging=False)
         else:
+            check_reachable(address)
             ray.init(address=address, log_to_driver=False, runtime_env=_runtime_env(), configure_logging=False)
+        if in_main_thread and sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)  # ray.init installs a handler that exits at once
     try:
-        n_actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-        @ray.remote(num_cpus=1)
-        class PhotoWorker:
-            """Holds one model and analyses shards of photos with it."""
-
-            def __init__(self, load):
-                self.model = load()
-
-            def analyse(self, shard: Shard, analyse: Analyse) -> tuple[Shard, list[dict], float]:
-                start = time.perf_counter()
-                rows = analyse(self.model, shard)
-                return shard, rows, time.perf_counter() - start
-
-        pool = ActorPool([PhotoWorker.remote(load) for _ in range(min(n_actors, len(shards)) or 1)])
-        yield from pool.map_unordered(lambda actor, shard: actor.analyse.remote(shard, analyse), list(shards))
+        in_flight = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_analyse_shard)
+        load_ref = [ray.put(load)]
+        queue, pending, lost, reason = list(shards), {}, [], ""
+        while queue or pending:
+            while queue and len(pending) < in_flight:
+                shard = queue.pop(0)
+                pending[task.remote(load_ref, analyse, shard)] = shard
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # (a signal is seen within 1 s)
+            for ref in ready:
+                shard = pending.pop(ref)
+                try:
+                    rows, seconds = ray.get(ref)
+                except (WorkerCrashedError, NodeDiedError, ObjectLostError) as err:
+                    lost.append(shard)
+                    reason = type(err).__name__
+                    continue
+                yield shard, rows, seconds
+        if lost:
+            raise WorkerLost(lost, reason)
     finally:
         if started_here:
             ray.shutdown()
@@ -85,4 +163,4 @@ def serial_shards(model, shards: Sequence[Shard], analyse: Analyse) -> Iterator[
         yield shard, rows, time.perf_counter() - start
 
 
-__all__ = ["ray_shards", "serial_shards"]
+__all__ = ["RAY_RETRIES", "WorkerLost", "check_reachable", "ray_shards", "serial_shards"]

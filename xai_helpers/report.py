@@ -8,6 +8,7 @@ map's perturbation curve).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -28,11 +29,19 @@ def target_note(attack: dict) -> str | None:
     return f"target {attack['target_class']['name']}: {p:.1%} ({outcome})"
 
 
+def eps_words(levels: float, eps: float) -> str:
+    """Return an attack's size as a newcomer reads it, e.g. "eps = 1 pixel level (1/255 of the 0-255 range;
+    2/255 = 0.0078 model units)": the model's input spans [-1, 1], so one grey level is 2/255 of it."""
+    plural = "" if levels == 1 else "s"
+    return (f"eps = {levels:g} pixel level{plural} ({levels:g}/255 of the 0-255 range; {2 * levels:g}/255 = "
+            f"{eps:.4f} model units)")
+
+
 def attack_description(eps: float, levels: float, target_class: int | None, iterations: int,
                         adv_top) -> dict:
     from .model import class_labels
 
-    size = f"eps = {levels:g}/255 levels ({eps:.4f} model units)"
+    size = eps_words(levels, eps)
     if target_class is None:
         return {"kind": "fgsm", "target_class": None, "iterations": None,
                 "description": f"untargeted FGSM, {size}"}
@@ -207,5 +216,45 @@ def _overlap_words(c: dict) -> str:
             f"shift {num(c['com_shift_px'], '.0f')} px")
 
 
-__all__ = ["TARGET_SETS", "TARGET_WORDS", "attack_description", "explain_figure", "format_report",
+def index_page(entries: Sequence[Mapping], title: str) -> str:
+    """Return an HTML page of several photos' explanations: one table row a photo, its figure linked.
+
+    ``entries``: per photo ``{"photo": name, "figure": file name beside the page, "report": explain's JSON
+    report}`` or ``{"photo": name, "error": one sentence}`` for a photo that could not be explained.
+    """
+    from html import escape
+
+    def top1(report: Mapping, which: str) -> str:
+        best = report[which]["top5"][0]
+        return f"{escape(best['name'])} ({best['probability']:.1%})"
+
+    rows = []
+    for entry in entries:
+        photo = escape(entry["photo"])
+        if "error" in entry:
+            rows.append(f"<tr class='error'><td>{photo}</td><td colspan='4'>not explained: "
+                        f"{escape(entry['error'])}</td></tr>")
+            continue
+        report, figure = entry["report"], escape(entry["figure"])
+        attack = report["attack"]
+        verdict = "yes" if attack["succeeded"] else "<strong>no: the attack failed</strong>"
+        rows.append(f"<tr><td>{photo}</td><td>{top1(report, 'clean')}</td><td>{top1(report, 'adversarial')}</td>"
+                    f"<td>{verdict}</td><td><a href='{figure}'><img src='{figure}' alt='{photo} explained' "
+                    f"width='360'></a></td></tr>")
+    explained = sum("error" not in e for e in entries)
+    fooled = sum("error" not in e and e["report"]["attack"]["succeeded"] for e in entries)
+    return "\n".join([
+        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>", f"<title>{escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:.4em;vertical-align:top;text-align:left}"
+        "tr.error td{color:#a00}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p>{explained} of {len(entries)} photos explained; the attack changed the top-1 class of {fooled} of "
+        f"them. Each figure: the photo, the perturbation and the adversarial image, then Grad-CAM and "
+        f"Integrated Gradients of both (click to enlarge).</p>",
+        "<table><thead><tr><th>photo</th><th>clean top-1</th><th>adversarial top-1</th><th>attack "
+        "succeeded</th><th>figure</th></tr></thead><tbody>", *rows, "</tbody></table></body></html>", ""])
+
+
+__all__ = ["TARGET_SETS", "index_page", "eps_words", "TARGET_WORDS", "attack_description", "explain_figure", "format_report",
            "jsonable", "target_note", "versions"]

@@ -17,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from .study_photos import IMAGE_SUFFIXES, StudyPhoto, folder_photos  # noqa: F401
+from .study_photos import (IMAGE_SUFFIXES, SAMPLE_SOURCE, StudyPhoto, folder_photos, folder_source,  # noqa: F401
+                           photo_list_sha256)
 from .study_rows import analyse_batch, normalized_entropy, runner_up_share  # noqa: F401
 from .study_settings import *  # noqa: F401,F403  (every setting constant, re-exported)
 from .study_settings import ModelSpec, StudySettings, photo_order, random_sign_noise  # noqa: F401
-from .table import (check_resumable, load_table, read_table, set_aside, table_header,  # noqa: F401
+from .distributed import WorkerLost
+from .table import (analysed_rows, check_resumable, load_table, read_table, set_aside, table_header,  # noqa: F401
                     write_table)
 # One module per idea; re-exported so that ``study.<name>`` keeps working for the chapters.
 from .detection import detection_auc, high_frequency_energy, transfer_detection_auc  # noqa: F401,E402
@@ -37,6 +39,15 @@ class StudyInterrupted(KeyboardInterrupt):
     def __init__(self, rows_kept: int, path: Path, sanity_written: bool = True):
         super().__init__(f"interrupted, {rows_kept} rows kept in {path}")
         self.rows_kept, self.path, self.sanity_written = rows_kept, path, sanity_written
+
+
+class StudyFailed(RuntimeError):
+    """The study could not go on (Ray workers kept dying on some photos); ``rows_kept`` rows, every finished
+    batch, are in the table at ``path``, and running the same command again resumes it."""
+
+    def __init__(self, reason: str, rows_kept: int, path: Path):
+        super().__init__(f"{reason}; {rows_kept} rows kept in {path} (run the same command again to resume)")
+        self.rows_kept, self.path = rows_kept, path
 
 
 class _ExpectedRetracing:
@@ -82,8 +93,14 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
     beyond ``n_photos`` are kept too. A sanity-check table (``<out stem>_sanity.csv``, rewritten whole) is
     made for the first ``sanity_photos`` correctly classified photos.
 
-    ``images`` studies the photos of a folder instead of the ImageNet sample photos (``folder_photos``, with
-    the optional ``labels`` CSV; rows keyed by ``photo_index``, in file-name order; ``n_photos`` of them).
+    ``images`` studies the first ``n_photos`` photos (in file-name order) of a folder instead of the ImageNet
+    sample photos (``folder_photos``, with the optional ``labels`` CSV). Their rows are keyed by file name
+    and the sha256 of the file's bytes, so a resumed table gains rows for new photos, keeps those of photos
+    still there, and is refused (``ValueError`` naming the files) when a photo's bytes changed since its
+    row was made. The header records the photo source (sample photos, or which folder, with a hash of its
+    file list), and a table of another source is not resumed. A photo that cannot be read becomes a row
+    with ``status`` ``error`` and its ``error`` (``study_rows.analyse_batch``); the study goes on, and a
+    resumed run tries such photos again.
     With ``use_ray`` the batches run as Ray tasks (``distributed.ray_shards``: one model per worker, the same
     batches as a serial run, so the same rows; ``ray_address=None`` starts a local cluster of
     ``ray_workers`` CPUs, default all). Rows are written as batches finish, whichever finishes first.
@@ -107,12 +124,16 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
         sanity_photos = 0
     sanity_path = out.with_name(out.stem + "_sanity.csv")
     state: dict = {"rows": [], "kept": None, "new": 0}
+    photos = None if images is None else folder_photos(images, labels)
+    source = {"photo_source": SAMPLE_SOURCE} if photos is None else {
+        "photo_source": folder_source(images),
+        "photo_files": f"{len(photos)} files, list sha256 {photo_list_sha256(photos)}"}
     try:
         check_outputs({"--out": out, "the sanity table": sanity_path if sanity_photos else None}, force=True,
                       make_folders=True)
         # One run writes a table at a time (the lock names its holder); its folder is made only now.
         with table_lock(out, make_folders=True):
-            header = table_header(settings, 0, "per photo", model=model.load())
+            header = table_header(settings, 0, "per photo", source, model=model.load())
             if out.exists() or out.is_symlink():
                 if force_new:
                     old = set_aside(out)
@@ -122,29 +143,46 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
                 else:
                     table = load_table(out)
                     check_resumable(table, header)
+                    if photos is not None:
+                        _check_unchanged(table, photos)
                     state["rows"] = table.rows
             state["kept"] = len(state["rows"])
             with _study_warnings():
-                photos = None if images is None else folder_photos(images, labels)
                 _run_batches(n_photos, out, settings, batch_size, progress, header, state,
                              ray=(ray_address, ray_workers) if use_ray else None, photos=photos, model=model)
                 if sanity_photos:
                     # (sample photos only: the sanity check loads photos by class index)
                     chosen = [int(r["class_index"]) for r in state["rows"]
-                              if "photo_index" not in r and str(r.get("clean_correct", "")) in ("1", "1.0")]
+                              if photos is None and str(r.get("clean_correct", "")) in ("1", "1.0")]
                     sanity_rows = sanity_check(model.load(), chosen[:sanity_photos], settings)
                     write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
                                                           {"sanity_ig_steps": SANITY_IG_STEPS}, model=model.load()),
                                 sanity_rows)
     except StudyInterrupted:
         raise
+    except WorkerLost as lost:
+        raise StudyFailed(str(lost), state["kept"] or 0, out) from None
     except KeyboardInterrupt:
         kept = state["kept"] if state["kept"] is not None else rows_on_disk(out)
         raise StudyInterrupted(kept, out, sanity_written=False) from None
     if progress:
-        print(f"wrote {out} ({len(state['rows'])} photos; {state['new']} new in {state['seconds']:.0f} s)",
-              file=sys.stderr)
+        skipped = analysed_rows(state["rows"])[1]
+        print(f"wrote {out} ({len(state['rows'])} photos; {state['new']} new in {state['seconds']:.0f} s"
+              f"{f'; {skipped} could not be read' if skipped else ''})", file=sys.stderr)
     return out
+
+
+def _check_unchanged(table, photos: list[StudyPhoto]) -> None:
+    """Raise ``ValueError`` (one sentence, naming the files) if a photo of the folder has other bytes than
+    when the table's row of it was made (rows of photos that could not be read are retried, not compared)."""
+    now = {p.name: p.sha256 for p in photos if p.sha256}
+    changed = sorted(row["file"] for row in table.rows if row.get("status", "ok") != "error"
+                     and row.get("file") in now and row.get("sha256") != now[row["file"]])
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise ValueError(f"{table.path} holds rows of {len(changed)} photo(s) whose bytes changed since they "
+                         f"were analysed ({shown}), so it cannot be resumed; restore those files, or pass "
+                         f"--force-new to start a new table and keep this one.")
 
 
 def rows_on_disk(path: Path) -> int:
@@ -166,14 +204,19 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
     from .distributed import ray_shards, serial_shards
     from .outputs import signals_deferred
 
+    # A photo's key says which photo it is (a folder's: file name and sha256); its slot, which row of the
+    # table is its own (a folder's: the file name, unique in a folder).
     if photos is None:  # the ImageNet sample photos, by class index, in the seeded study order
         full_order: list = [int(c) for c in photo_order(settings.seed)]
-        key_of_photo, key_column = (lambda c: c), "class_index"
+        key_of_photo = slot_of_photo = (lambda c: c)
+        key_of_row = slot_of_row = (lambda r: int(float(r["class_index"])))
     else:  # a folder's photos, in file-name order
-        full_order, key_of_photo, key_column = photos, (lambda p: p.index), "photo_index"
-    rank = {key_of_photo(p): k for k, p in enumerate(full_order)}
+        full_order, key_of_photo, slot_of_photo = photos, (lambda p: p.key), (lambda p: p.name)
+        key_of_row = lambda r: (r.get("file"), r.get("sha256", ""))  # noqa: E731
+        slot_of_row = lambda r: r.get("file")  # noqa: E731
+    rank = {slot_of_photo(p): k for k, p in enumerate(full_order)}
     order = full_order[:n_photos]
-    done = {int(float(r[key_column])) for r in state["rows"]}
+    done = {key_of_row(r) for r in state["rows"] if r.get("status", "ok") != "error"}
     todo = [p for p in order if key_of_photo(p) not in done]
     shards = [todo[b:b + batch_size] for b in range(0, len(todo), batch_size)]
     start = time.perf_counter()
@@ -188,7 +231,11 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
             per_photo = seconds / len(batch)
             for row in new:
                 row.update(seconds=per_photo, ran_on=where)
-            merged = sorted(state["rows"] + new, key=lambda r: rank[int(float(r[key_column]))])
+            # A new row replaces an earlier one of the same photo (one that could not be read then); rows of
+            # photos no longer in the folder stay, after the folder's, in their earlier order.
+            fresh = {slot_of_row(r) for r in new}
+            kept = [r for r in state["rows"] if slot_of_row(r) not in fresh]
+            merged = sorted(kept + new, key=lambda r: rank.get(slot_of_row(r), len(rank)))
             lines = [f"# photos: {len(merged)}" if h.startswith("# photos:") else h for h in header]
             with signals_deferred():  # the table on disk and `state` change together
                 write_table(out, lines, merged)

@@ -87,24 +87,42 @@ class _PhotoRecord(NamedTuple):
 
 def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySettings) -> list[dict]:
     """Return one result row (a flat dict of numbers) per photo: sample photos by class index, or
-    ``StudyPhoto`` records of a folder (rows keyed by ``photo_index``; an unlabelled photo is attacked and
-    explained for the model's own top-1 class, and its ``clean_correct`` stays empty)."""
-    records = []
+    ``StudyPhoto`` records of a folder (rows keyed by ``file`` and ``sha256``; an unlabelled photo is attacked
+    and explained for the model's own top-1 class, and its ``clean_correct`` stays empty).
+
+    Every row has a ``status``: ``ok``, or ``error`` for a folder photo that cannot be read or decoded, whose
+    row holds only its file, hash and the one-sentence ``error`` (the rest of the batch is analysed as
+    usual). A sample photo that cannot be read stops the study instead: the Keras cache itself is broken.
+    """
     rank = np.argsort(photo_order(settings.seed))  # position of each class in the study order
-    for p in photos:
+    size = input_shape(model)[0]
+    records, xs, rows_at = [], [], {}
+    for place, p in enumerate(photos):
         if isinstance(p, StudyPhoto):
-            records.append(_PhotoRecord(p, p.path, p.label, p.seed_id, p.index))
+            record = _PhotoRecord(p, p.path, p.label, p.seed_id, p.index)
+            error = p.error
+            if error is None:
+                try:
+                    xs.append(load_image(p.path, size))
+                except (ValueError, OSError) as err:
+                    error = str(err)
+            if error is not None:
+                rows_at[place] = {"file": p.name, "sha256": p.sha256, "status": "error", "error": error}
+                continue
         else:
             sample = sample_photos()[int(p)]
-            records.append(_PhotoRecord(sample, sample_image(int(p)), sample.class_index, sample.class_index,
-                                        int(rank[int(p)])))
-    xs = np.stack([load_image(r.path, input_shape(model)[0]) for r in records])
-    keys = list(range(len(records)))  # each photo's key in the pass tally: its place in the batch
-    with passes.counting() as tally:
-        rows = _analyse(model, records, xs, keys, settings)
-    for key, row in zip(keys, rows):
-        row.update(tally.columns(key))
-    return rows
+            record = _PhotoRecord(sample, sample_image(int(p)), sample.class_index, sample.class_index,
+                                  int(rank[int(p)]))
+            xs.append(load_image(record.path, size))
+        records.append((place, record))
+    if records:
+        keys = list(range(len(records)))  # each photo's key in the pass tally: its place among the analysed
+        with passes.counting() as tally:
+            rows = _analyse(model, [r for _, r in records], np.stack(xs), keys, settings)
+        for key, (place, _), row in zip(keys, records, rows):
+            row.update(tally.columns(key))
+            rows_at[place] = row
+    return [rows_at[place] for place in range(len(photos))]
 
 
 def _analyse(model, records: list[_PhotoRecord], xs: np.ndarray, keys: list[int],
@@ -121,11 +139,11 @@ def _analyse(model, records: list[_PhotoRecord], xs: np.ndarray, keys: list[int]
     for i, r in enumerate(records):
         top1 = int(clean_top[i])
         if isinstance(r.photo, StudyPhoto):
-            row = {"photo_index": r.photo.index, "file": Path(r.path).name,
+            row = {"file": r.photo.name, "sha256": r.photo.sha256, "status": "ok",
                    "class_index": "" if r.label is None else r.label,
                    "clean_top1": top1, "clean_correct": "" if r.label is None else int(top1 == r.label)}
         else:
-            row = {"class_index": r.photo.class_index, "wnid": r.photo.wnid, "name": r.photo.name,
+            row = {"class_index": r.photo.class_index, "wnid": r.photo.wnid, "name": r.photo.name, "status": "ok",
                    "clean_top1": top1, "clean_correct": int(top1 == r.photo.class_index)}
         row.update({"clean_p_true": float(clean_probs[i, truth[i]]),
                     "clean_p_top1": float(clean_probs[i, top1]),

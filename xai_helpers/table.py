@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .outputs import _move_if_absent, absolute, write_text_atomic
+from .study_photos import SAMPLE_SOURCE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .study_settings import StudySettings
@@ -51,11 +52,15 @@ CHECKSUM_KEY = "rows_sha256"
 #: The first comment line of every study table: ``# xai_helpers study table (<kind>)``.
 TITLE = "xai_helpers study table"
 #: Header keys that must match for a table to be resumed, with the words the refusal uses.
-RESUME_KEYS = (("table", "kind of table"), ("settings_key", "settings"), ("weights_sha256", "weights"),
-               ("xai_helpers_version", "xai_helpers version"))
+RESUME_KEYS = (("table", "kind of table"), ("photo_source", "photos"), ("settings_key", "settings"),
+               ("weights_sha256", "weights"), ("xai_helpers_version", "xai_helpers version"))
 #: Columns that identify a row: a per-photo table has one row per class_index, the sanity table one per
-#: (class_index, stage); a table of a folder's photos (``study --images``) one per photo_index.
+#: (class_index, stage); a table of a folder's photos (``study --images``) one per file (with its sha256;
+#: tables made before photos were keyed by content: one per photo_index).
 KEY_COLUMNS = ("class_index", "stage")
+#: What ``check_resumable`` takes a table's photo source to be when its header predates the line.
+_LEGACY_SOURCES = {False: SAMPLE_SOURCE,
+                   True: "a folder, rows keyed by position (a table made before photos were keyed by content)"}
 
 
 def table_header(settings: StudySettings, n_photos: int, kind: str,
@@ -226,12 +231,13 @@ def load_table(path: str | os.PathLike) -> Table:
             raise ValueError(f"{path}, line {number}: {len(cells)} cells where the column line has "
                              f"{len(columns)}; the row was cut short or edited.")
         row = {k: unescape_text(v) for k, v in zip(columns, cells) if v != ""}
-        if "class_index" in columns and "photo_index" not in columns:  # (a folder's photos may lack a class)
+        if "class_index" in columns and not _is_folder_table(columns):  # (a folder's photos may lack a class)
             value = row.get("class_index", "")
             if not value.isdigit():
                 raise ValueError(f"{path}, line {number}: class_index {value!r} is not a class index; the "
                                  f"row was damaged or edited.")
-        key_columns = ("photo_index",) if "photo_index" in columns else KEY_COLUMNS
+        key_columns = (("file",) if "sha256" in columns else ("photo_index",)) if _is_folder_table(columns) \
+            else KEY_COLUMNS
         key = tuple(row.get(k, "") for k in key_columns if k in columns)
         if key and key in keys:
             what = ", ".join(f"{k} {row.get(k, '')}" for k in key_columns if k in columns)
@@ -248,6 +254,18 @@ def load_table(path: str | os.PathLike) -> Table:
                              f"were changed after the table was written (delete that line to accept the "
                              f"change).")
     return Table(path, meta, columns, rows, numbers)
+
+
+def _is_folder_table(columns: Sequence[str]) -> bool:
+    """Whether a table's rows are a folder's photos (``study --images``) rather than the sample photos."""
+    return "photo_index" in columns or "sha256" in columns
+
+
+def analysed_rows(rows: Sequence[Mapping[str, object]]) -> tuple[list, int]:
+    """Return (the rows of photos that were analysed, the number skipped): a row whose ``status`` is
+    ``error`` (a photo that could not be read; its ``error`` cell says why) is left out and counted."""
+    kept = [row for row in rows if row.get("status", "ok") != "error"]
+    return kept, len(rows) - len(kept)
 
 
 def _rows(lines: Sequence[str], path: Path, first: int):
@@ -288,11 +306,17 @@ def _number(text: str) -> float | str:
 def check_resumable(table: Table, header: Sequence[str], force_option: str = "--force-new") -> None:
     """Raise ``ValueError`` (one sentence) unless ``table`` was made like the table ``header`` describes.
 
-    Compared: the kind of table, ``settings_key``, ``weights_sha256`` and ``xai_helpers_version``.
+    Compared: the kind of table, the photo source (sample photos, or which folder), ``settings_key``,
+    ``weights_sha256`` and ``xai_helpers_version``.
     """
     expected = header_meta(header)
     for key, words in RESUME_KEYS:
         old, new = table.meta.get(key), expected.get(key)
+        if key == "photo_source":  # (headers before the line: the sample photos, or a folder by position)
+            if old is None and table.meta.get("table") == "per photo":
+                old = _LEGACY_SOURCES[_is_folder_table(table.columns)]
+            if new is None and expected.get("table") == "per photo":
+                new = SAMPLE_SOURCE
         if old != new:
             shown = {k: (v[:12] if v and key == "weights_sha256" else v)
                      for k, v in (("old", old), ("new", new))}
@@ -320,6 +344,7 @@ def set_aside(path: str | os.PathLike) -> Path:
     raise OSError(f"Could not set {path} aside: too many old copies beside it.")
 
 
-__all__ = ["CHECKSUM_KEY", "FORMULA_STARTS", "Table", "check_resumable", "escape_text", "format_cell",
+__all__ = ["CHECKSUM_KEY", "FORMULA_STARTS", "Table", "analysed_rows", "check_resumable", "escape_text",
+           "format_cell",
            "header_meta", "load_table", "read_table", "set_aside", "table_header", "unescape_text",
            "write_table"]
