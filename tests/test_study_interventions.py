@@ -55,6 +55,26 @@ def test_top_pixels_of_the_attack_attribution_carry_more_than_their_share(rows):
             assert row[f"{a}_attack_top_share"] > 0.3, a
 
 
+def test_necessity_columns_sit_beside_sufficiency_for_every_fooled_photo(rows):
+    """Kept + removed shares, the verdicts, the smallest flipping fraction and the shape-matched control."""
+    for a in ATTACKS:
+        for row in (r for r in rows if r.get(f"{a}_fooled") == 1):
+            for name in kept_maps(a)[:-1]:
+                assert np.isfinite(row[f"{a}_removed_{name}"]), (a, name)
+                assert row[f"{a}_sufficient_{name}"] in (0, 1) and row[f"{a}_necessary_{name}"] in (0, 1)
+                # removing a region that is necessary leaves less than the whole effect
+                if row[f"{a}_necessary_{name}"]:
+                    assert row[f"{a}_removed_{name}"] < 1.0
+            if row["clean_correct"] == 1:
+                assert 0.0 < row[f"{a}_flip_fraction"] <= 1.0
+            for method in ("gc", "ig"):
+                assert np.isfinite(row[f"{a}_kept_moved_{method}_median"])
+    # a table made before these columns keeps its key, and is recognised for what it was made with
+    legacy = study.settings_for_key("5606bc5ac0c9")  # (the committed results/study.csv)
+    assert not legacy.necessity_tests and legacy.gradcam_upsampling == "corner"
+    assert study.settings_for_key(study.StudySettings().key()) == study.StudySettings()
+
+
 def test_runner_up_share_is_the_runner_ups_part_of_what_the_top_class_leaves():
     assert study.runner_up_share(np.array([0.2, 0.5, 0.3])) == pytest.approx(0.6)
     assert study.runner_up_share(np.array([0.9, 0.05, 0.05])) == pytest.approx(0.5)

@@ -371,7 +371,8 @@ def _run_explain(args: argparse.Namespace) -> int:
         attack["succeeded"] = bool(success)
         fig = explain_figure(x, adv, eps, eps_to_pixels(eps), clean_top[0], adv_top[0], maps,
                              title=f"{Path(args.image).name}: {attack['description']}",
-                             comparisons=comparisons, target=target_note(attack), intervention=intervention)
+                             comparisons=comparisons, target=target_note(attack), intervention=intervention,
+                             attack_failed=not success)
         files.write(out, lambda f: fig.savefig(f, format=out.suffix.lower().lstrip("."), dpi=110))
         import matplotlib.pyplot as plt
 

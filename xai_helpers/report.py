@@ -133,7 +133,7 @@ def _pred(p: dict) -> str:
 
 def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float, clean_top1, adv_top1,
                    maps: dict, title: str | None = None, *, comparisons: dict | None = None,
-                   target: str | None = None, intervention=None):
+                   target: str | None = None, intervention=None, attack_failed: bool = False):
     """Return the figure: row 1 original / perturbation / adversarial (assignment Fig 1); rows 2-3 each
     image with its Grad-CAM and IG overlays (assignment Fig 5), one pair of columns per target set, each
     column titled with what its map explains in plain words.
@@ -143,7 +143,9 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
     adversarial maps (how alike they are to the clean ones); ``target``: a line about a targeted attack's
     target class (its probability, reached or missed), shown under the adversarial image.
     ``intervention`` (an ``analysis.Intervention``) adds a last row: the attack attribution of the true
-    class's logit (signed) and the perturbation curve of each map against random pixels.
+    class's logit (signed) and the perturbation curve of each map against random pixels. ``attack_failed``
+    says so in red under the adversarial image. With two target sets the first row's spare columns hold a
+    key to the figure instead of staying empty; one colour bar serves every map, beside the map rows.
     """
     import matplotlib.pyplot as plt
 
@@ -158,11 +160,24 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
         _intervention_row(fig, axes[3], x, intervention)
     labels = [f"{p.name} {p.probability:.1%}" for p in (clean_top1, adv_top1)]
     show_image(axes[0, 0], x, f"Original\n{labels[0]}")
+    plural = "" if eps_pixels == 1 else "s"
     show_perturbation(axes[0, 1], adv - x, eps,
-                      f"Perturbation, eps = {eps_pixels:g}/255\n(grey = 0, scaled to +-eps)")
+                      f"Perturbation, eps = {eps_pixels:g} pixel level{plural}\n(grey = 0, scaled to +-eps)")
     show_image(axes[0, 2], adv, f"Adversarial\n{labels[1]}" + (f"\n{target}" if target else ""))
-    for ax in axes[0, 3:]:
-        ax.axis("off")
+    if attack_failed:
+        axes[0, 2].text(0.5, -0.04, "the attack failed: the top-1 class is unchanged" if target is None else
+                        "the attack missed its target class", transform=axes[0, 2].transAxes, ha="center",
+                        va="top", color="#b00000", fontsize=9, fontweight="bold")
+    if cols > 3:  # (two target sets) a key to the figure where the first row would leave slots empty
+        grid = axes[0, 3].get_gridspec()
+        for ax in axes[0, 3:]:
+            ax.remove()
+        key = fig.add_subplot(grid[0, 3:])
+        key.axis("off")
+        key.text(0.0, 0.5, "Rows: the original image, then the adversarial one, each with its maps.\n"
+                 "Each pair of columns is one target set (named above each map): what\n"
+                 "Grad-CAM and IG differentiate. Under an adversarial map: how alike it\n"
+                 "is to the clean image's map of the same kind.", va="center", fontsize=9)
     im = None
     for row, (image, kind) in enumerate(((x, "Original"), (adv, "Adversarial")), start=1):
         show_image(axes[row, 0], image, f"{kind}: {labels[row - 1]}")
@@ -177,7 +192,9 @@ def explain_figure(x: np.ndarray, adv: np.ndarray, eps: float, eps_pixels: float
                 im = overlay(axes[row, col + k], image, panel_maps[row - 1], panel_title)
             col += 2
     if im is not None:
-        fig.colorbar(im, ax=axes[1:3, 1:].ravel().tolist(), shrink=0.8,
+        # Beside every column of the three image rows alike, so that the columns stay aligned.
+        image_axes = [ax for ax in fig.axes if ax in set(axes[:3].ravel().tolist())] or axes[1:3].ravel().tolist()
+        fig.colorbar(im, ax=image_axes, shrink=0.6, pad=0.01, aspect=30,
                      label="importance (Grad-CAM / max; IG / 99.5th pct.)")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -202,10 +219,13 @@ def _intervention_row(fig, row_axes, x: np.ndarray, intervention) -> None:
     draw_perturbation_curves(ax, intervention.curves, {"attack": {"color": "black", "lw": 2.2}}, labels)
     ax.set_xlabel("share of pixels that keep the perturbation (each map's top pixels first)", fontsize=9)
     ax.set_ylabel("share of the margin change kept", fontsize=9)
-    ax.set_title("Which pixels carry the attack? (the perturbation kept on each map's top pixels only)",
+    ax.set_title("Which pixels carry the attack? (the perturbation kept on each map's top pixels only; a share "
+                 "above 1:\nthose pixels do more than the whole attack, because the other pixels work against it)",
                  fontsize=9)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    # (inside the axes: a legend outside would widen the figure and push the colour bar away from the maps)
+    ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
 
 
 def _overlap_words(c: dict) -> str:

@@ -21,7 +21,8 @@ from .study_photos import (IMAGE_SUFFIXES, SAMPLE_SOURCE, StudyPhoto, folder_pho
                            photo_list_sha256)
 from .study_rows import analyse_batch, normalized_entropy, runner_up_share  # noqa: F401
 from .study_settings import *  # noqa: F401,F403  (every setting constant, re-exported)
-from .study_settings import ModelSpec, StudySettings, photo_order, random_sign_noise  # noqa: F401
+from .study_settings import (ModelSpec, StudySettings, photo_order, random_sign_noise,  # noqa: F401
+                             settings_for_key)
 from .distributed import WorkerLost
 from .table import (analysed_rows, check_resumable, load_table, read_table, set_aside, table_header,  # noqa: F401
                     write_table)

@@ -38,11 +38,11 @@ import numpy as np
 from . import passes
 from .analysis import IGSettings, explain, intervene
 from .attacks import loss_gradient_signs, pgd_batch, pixels_to_eps
-from .compare import compare_maps
+from .compare import compare_maps, top_mask
 from .data import load_image, sample_image, sample_photos
 from .detection import high_frequency_energy
 from .faithfulness import deletion_insertion_aucs, road_scores
-from .interventions import signed_map
+from .interventions import effect_shares, signed_map
 from .model import input_shape, probabilities
 from .study_photos import StudyPhoto
 from .study_settings import (ATTACK_NAMES, STUDY_GRADCAM_ENGINE, StudySettings, photo_order,
@@ -363,6 +363,51 @@ def _intervention_columns(model, xs: np.ndarray, attack_name: str, adv: np.ndarr
         row.update({f"{attack_name}_kept_{name}": curve.share_at(fraction) for name, curve in result.curves.items()})
         row[f"{attack_name}_kept_random_median"] = result.curves["attack"].random_share_at(fraction)
         row["gradient_evals"] += (settings.ig_steps + 1) + attribution.steps + result.margin_attribution.steps
+        if settings.necessity_tests:
+            with passes.stage("interventions", [keys[i]]):
+                row.update(_necessity_columns(model, xs[i], adv[i], truth[i], adv_cls[i], attack_name, ranked,
+                                              -signed_map(result.margin_attribution.attributions), settings,
+                                              [settings.seed, seed_ids[i], ATTACK_NAMES.index(attack_name)]))
+
+
+def _necessity_columns(model, x: np.ndarray, adv: np.ndarray, true_class: int, adv_class: int, attack_name: str,
+                       ranked: dict, margin_ranking: np.ndarray, settings: StudySettings, seed: list) -> dict:
+    """One fooled photo's necessity columns (``sufficiency``), with a = ``attack_name``:
+
+    * ``{a}_removed_{map}``: the share of the margin change that survives removing the perturbation from
+      the map's top ``top_fraction`` pixels (kept everywhere else); ``{a}_removed_attack`` for the margin
+      attribution's top pixels; ``{a}_sufficient_{map}`` / ``{a}_necessary_{map}``: keeping only those
+      pixels changes the label / removing them gives the true label back (1 or 0);
+    * ``{a}_flip_fraction``: the smallest fraction of the margin attribution's ranking whose perturbation
+      alone changes the label (bisection);
+    * ``{a}_kept_moved_{gc,ig}_median``: the median share kept by ``intervention_random_masks`` moved
+      copies (rotated, mirrored, shifted: same shape and area) of the clean map's top pixels, the
+      shape-matched control of ``{a}_kept_{gc,ig}_clean`` (a scattered mask whose bounding box spans the
+      image can only be turned and mirrored: then its copies are those).
+    """
+    from .controls import moved_copies
+    from .sufficiency import region_verdicts, smallest_flipping_fraction
+
+    fraction = settings.top_fraction
+    masks = {name: top_mask(m, fraction) for name, m in ranked.items()}
+    masks["attack"] = top_mask(margin_ranking, fraction)
+    verdicts = region_verdicts(model, x, adv, masks, true_class, adv_class)
+    columns: dict = {}
+    for name, v in verdicts.items():
+        columns.update({f"{attack_name}_removed_{name}": v.removed_share,
+                        f"{attack_name}_sufficient_{name}": int(v.sufficient),
+                        f"{attack_name}_necessary_{name}": int(v.necessary)})
+    try:
+        columns[f"{attack_name}_flip_fraction"] = smallest_flipping_fraction(model, x, adv, margin_ranking,
+                                                                             true_class)
+    except ValueError:  # the clean image was not of the true class to begin with: nothing to bisect
+        columns[f"{attack_name}_flip_fraction"] = float("nan")
+    seed_value = int(np.random.SeedSequence(seed).generate_state(1)[0])
+    for method in ("gc", "ig"):
+        copies = moved_copies(masks[f"{method}_clean"], settings.intervention_random_masks, seed=seed_value)
+        columns[f"{attack_name}_kept_moved_{method}_median"] = float(np.median(
+            effect_shares(model, x, adv, copies, true_class, adv_class)))
+    return columns
 
 
 __all__ = ["analyse_batch", "normalized_entropy", "runner_up_share"]

@@ -60,6 +60,10 @@ class StudySettings:
     #: How Grad-CAM's 7 x 7 map is brought to the photo's size (``gradcam.UPSAMPLINGS``): "half_pixel",
     #: or "corner" for tables made before the placement fix (only to re-check them).
     gradcam_upsampling: str = "half_pixel"
+    #: Per fooled photo, necessity beside sufficiency (``sufficiency``): each map's top pixels removed as
+    #: well as kept, the smallest flipping fraction of the margin attribution's ranking, and moved copies of
+    #: each clean map's top pixels (same shape and area) as a control; False for tables made before.
+    necessity_tests: bool = True
     extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
@@ -99,7 +103,23 @@ class ModelSpec:
 
 
 #: Settings added after the first tables, with the value those tables were made with (see ``key``).
-LEGACY_VALUES = {"gradcam_upsampling": "corner"}
+LEGACY_VALUES = {"gradcam_upsampling": "corner", "necessity_tests": False}
+
+
+def settings_for_key(key: str) -> StudySettings:
+    """Return the default ``StudySettings``, or those with some settings at their ``LEGACY_VALUES``, whose
+    ``key()`` is ``key``: the settings an earlier table of the default study was made with (its header
+    records the key). Raises ``ValueError`` when none matches (a table made with other settings)."""
+    from itertools import combinations
+
+    names = sorted(LEGACY_VALUES)
+    for n in range(len(names) + 1):
+        for chosen in combinations(names, n):
+            settings = StudySettings(**{name: LEGACY_VALUES[name] for name in chosen})
+            if settings.key() == key:
+                return settings
+    raise ValueError(f"No default or earlier default study settings have the key {key}; the table was made "
+                     f"with other settings (its header lists them).")
 
 
 def photo_order(seed: int = SEED) -> np.ndarray:
@@ -114,4 +134,4 @@ def random_sign_noise(shape: tuple[int, ...], class_index: int, seed: int = SEED
 
 
 __all__ = [name for name in dir() if name.isupper()] + ["ModelSpec", "StudySettings", "photo_order",
-                                                         "random_sign_noise"]
+                                                         "random_sign_noise", "settings_for_key"]

@@ -108,3 +108,31 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
 
 
 __all__ += ["partial_spearman", "proportion_ci"]
+
+
+#: The corrections ``adjust_pvalues`` offers, with statsmodels' names for them.
+CORRECTIONS = {"holm": "holm", "bh": "fdr_bh"}
+
+
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm", alpha: float = 0.05
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Return (adjusted p-values, rejected at ``alpha``) for a family of tests.
+
+    ``holm``: Holm's step-down correction (Holm, "A Simple Sequentially Rejective Multiple Test Procedure",
+    Scand. J. Statist. 1979), which bounds the chance of any false rejection (family-wise error) at
+    ``alpha``: the i-th smallest of m p-values is multiplied by m - i + 1, then made non-decreasing.
+    ``bh``: Benjamini & Hochberg (JRSS B 1995), which bounds the expected share of false rejections (false
+    discovery rate). Computed by ``statsmodels.stats.multitest.multipletests``.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    if method not in CORRECTIONS:
+        raise ValueError(f"method must be one of {sorted(CORRECTIONS)}, got {method!r}.")
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0 or np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("pvalues must be a non-empty 1-D array of numbers in [0, 1].")
+    reject, adjusted, _, _ = multipletests(p, alpha=alpha, method=CORRECTIONS[method])
+    return adjusted, reject
+
+
+__all__ += ["CORRECTIONS", "adjust_pvalues"]

@@ -1,0 +1,163 @@
+"""Sufficient and necessary regions, the smallest sufficient region, shape-matched controls and corrections:
+known answers on the linear model, one real-model reproduction (the whiptail's redundant perturbation)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xai_helpers as xh
+from xai_helpers import controls, regions, sufficiency
+from xai_helpers.interventions import effect_shares, restrict
+from xai_helpers.summary import adjust_pvalues
+
+LINEAR_SHAPE = (8, 8, 3)
+
+
+@pytest.fixture
+def lowering(linear, rng):
+    """A clean image of class c and the perturbation that lowers c's logit most per pixel (every pixel's
+    contribution negative, of size eps * sum_ch |W|)."""
+    x = rng.uniform(-0.5, 0.5, LINEAR_SHAPE).astype(np.float32)
+    c = int(np.argmax(linear.logits(x)))
+    w = linear.W[:, c].reshape(LINEAR_SHAPE)
+    adv = (x - 0.05 * np.sign(w)).astype(np.float32)
+    contribution = (w * (adv - x)).sum(axis=-1)  # (8, 8), all <= 0
+    return x, adv, c, contribution
+
+
+def test_remove_with_all_ones_returns_x_and_with_all_zeros_adv(lowering):
+    x, adv, _, _ = lowering
+    np.testing.assert_allclose(sufficiency.remove(x, adv, np.ones(x.shape[:2])), x, atol=1e-7)
+    np.testing.assert_allclose(sufficiency.remove(x, adv, np.zeros(x.shape[:2])), adv, atol=1e-7)
+
+
+def test_kept_and_removed_shares_of_a_linear_score_add_up_to_one(linear, lowering):
+    x, adv, c, contribution = lowering
+    mask = np.zeros(x.shape[:2])
+    mask[:3] = 1
+    verdict = sufficiency.region_verdicts(linear.model, x, adv, {"top rows": mask}, c)["top rows"]
+    assert verdict.kept_share + verdict.removed_share == pytest.approx(1.0, abs=1e-4)
+    assert verdict.kept_share == pytest.approx(contribution[:3].sum() / contribution.sum(), abs=1e-4)
+    assert verdict.area == pytest.approx(3 / 8)
+
+
+@pytest.mark.parametrize("area", [0.1, 0.25, 0.5])
+def test_the_optimised_mask_of_a_linear_model_is_its_top_pixels(linear, lowering, area, rng):
+    x, adv, c, contribution = lowering
+    k = int(round(area * 64))
+    best = np.zeros(64, bool)
+    best[np.argsort(contribution.ravel())[:k]] = True  # the most negative contributions: |w * delta| largest
+    best_share = contribution.ravel()[best].sum() / contribution.sum()
+    bad_start = rng.standard_normal(x.shape[:2])  # a random ranking: the optimiser must find the top pixels
+    result = sufficiency.minimal_region(linear.model, x, adv, c, areas=(area,), ranking=bad_start, steps=300)
+    assert result.masks[0].sum() == k
+    # From a random start, the smooth optimisation gets within 2% of the optimum's share (near-ties among
+    # the pixels' contributions are where it may swap a few), far above the start it was given ...
+    assert result.optimised_shares[0] == pytest.approx(best_share, rel=0.02)
+    assert result.optimised_shares[0] - result.ranking_shares[0] > 0.05
+    assert result.shares[0] >= result.ranking_shares[0]  # never worse than the ranking it started from
+    # ... and from its default start (the attack attribution, exact here) it returns the optimum itself.
+    default = sufficiency.minimal_region(linear.model, x, adv, c, areas=(area,), steps=50)
+    np.testing.assert_array_equal(default.masks[0].ravel(), best)
+    assert default.shares[0] == pytest.approx(best_share, abs=1e-4)
+
+
+def test_the_minimal_region_keeps_at_least_its_starting_ranking(linear, lowering):
+    x, adv, c, contribution = lowering
+    result = sufficiency.minimal_region(linear.model, x, adv, c, areas=(0.05, 0.2), steps=0)
+    np.testing.assert_array_equal(result.shares, np.maximum(result.optimised_shares, result.ranking_shares))
+    # the default ranking is the attack attribution, exact on a linear model: already the best
+    assert result.ranking_shares[1] == pytest.approx(np.sort(contribution.ravel())[:13].sum() / contribution.sum(),
+                                                     abs=1e-3)
+    assert not result.flips.any() or np.isfinite(result.smallest_flipping_area)
+
+
+def test_the_smallest_flipping_fraction_by_bisection_equals_a_scan(linear, rng):
+    x = rng.uniform(-0.5, 0.5, LINEAR_SHAPE).astype(np.float32)
+    z = linear.logits(x)
+    c, k = [int(i) for i in np.argsort(z)[::-1][:2]]
+    w = (linear.W[:, c] - linear.W[:, k]).reshape(LINEAR_SHAPE)
+    adv = np.clip(x - 0.3 * np.sign(w), -1, 1).astype(np.float32)
+    ranking = -(w * (adv - x)).sum(axis=-1)
+    order = np.argsort(-ranking.ravel(), kind="stable")
+    masks = np.zeros((65, 64), np.float32)
+    for n in range(65):
+        masks[n, order[:n]] = 1
+    flips = sufficiency.top1(linear.model, restrict(x, adv, masks.reshape(65, 8, 8))) != c
+    assert not flips[0] and flips[-1] and np.all(np.diff(flips.astype(int)) >= 0)  # monotone here
+    scan = int(np.argmax(flips)) / 64
+    assert sufficiency.smallest_flipping_fraction(linear.model, x, adv, ranking, c) == scan
+
+
+def test_smallest_flipping_fraction_refuses_an_attack_that_did_not_flip(linear, lowering, one_sentence):
+    x, _, c, _ = lowering
+    with pytest.raises(ValueError) as excinfo:
+        sufficiency.smallest_flipping_fraction(linear.model, x, x.copy(), np.ones((8, 8)), c)
+    one_sentence(excinfo, "adversarial image of another class")
+
+
+def test_moved_copies_keep_the_masks_pixel_count_and_shape_and_respect_where_they_may_lie():
+    mask = np.zeros((40, 40), bool)
+    mask[5:9, 5:15] = True  # a 4 x 10 bar
+    mask[9, 5] = True       # with a foot: rotations and mirror images differ
+    animal = np.zeros((40, 40), bool)
+    animal[:, :20] = True
+    on_animal = controls.moved_copies(mask, 200, seed=1, within=animal)
+    off_animal = controls.moved_copies(mask, 200, seed=1, avoid=animal)
+    for copies in (on_animal, off_animal):
+        assert copies.shape == (200, 40, 40) and set(copies.sum(axis=(1, 2))) == {mask.sum()}
+    assert not np.any(on_animal & ~animal) and not np.any(off_animal & animal)
+    bounding = {tuple(np.ptp(np.nonzero(m), axis=1) + 1) for m in on_animal}
+    assert bounding == {(5, 10), (10, 5)}  # the shape, turned
+    with pytest.raises(ValueError, match="fit where they must lie"):
+        big = np.zeros((40, 40), bool)
+        big[:30, :30] = True
+        controls.moved_copies(big, 2, within=animal, max_tries=50)
+
+
+def test_smooth_noise_masks_have_the_area_and_the_matched_blur_the_boundary_of_a_blob():
+    blob = np.zeros((64, 64), bool)
+    yy, xx = np.mgrid[:64, :64]
+    blob[(yy - 20) ** 2 + (xx - 30) ** 2 < 100] = True
+    masks = controls.smooth_noise_masks((64, 64), blob.mean(), 20, sigma=4, seed=3)
+    assert set(masks.sum(axis=(1, 2))) == {blob.sum()}
+    sigma = controls.matched_sigma(blob)
+    matched = np.median([controls.boundary_length(m) for m in controls.smooth_noise_masks((64, 64), blob.mean(),
+                                                                                           20, sigma)])
+    scattered = np.median([controls.boundary_length(m) for m in controls.smooth_noise_masks((64, 64), blob.mean(),
+                                                                                             20, 0)])
+    assert abs(matched - controls.boundary_length(blob)) < abs(scattered - controls.boundary_length(blob)) / 3
+
+
+def test_permutation_pvalue_never_reaches_zero():
+    assert controls.permutation_pvalue(1.0, np.zeros(199)) == pytest.approx(1 / 200)
+    assert controls.permutation_pvalue(0.0, np.ones(9)) == 1.0
+    assert controls.permutation_pvalue(0.0, np.ones(9), larger=False) == pytest.approx(0.1)
+
+
+def test_holm_and_benjamini_hochberg_on_known_pvalues():
+    adjusted, reject = adjust_pvalues([0.01, 0.04, 0.03, 0.005], "holm")
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+    assert list(reject) == [True, False, False, True]
+    adjusted, reject = adjust_pvalues([0.01, 0.04, 0.03, 0.005], "bh")
+    np.testing.assert_allclose(adjusted, [0.02, 0.04, 0.04, 0.02])
+    assert reject.all()
+    with pytest.raises(ValueError, match="method"):
+        adjust_pvalues([0.1], "bonferroni-ish")
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        adjust_pvalues([1.5])
+
+
+def test_the_whiptail_fgsm_perturbation_is_redundant(mobilenet, whiptail):
+    """Removing the perturbation from head and body leaves the label changed: the front is sufficient
+    (keeping it alone changes the label too) but not necessary."""
+    x = whiptail
+    adv = xh.fgsm(mobilenet, x, 41, xh.DEFAULT_EPS)
+    masks = regions.region_masks()
+    front = np.maximum(masks["head"], masks["body"])
+    verdicts = sufficiency.region_verdicts(mobilenet, x, adv, {"front": front}, 41)
+    front_verdict = verdicts["front"]
+    assert front_verdict.sufficient and not front_verdict.necessary and front_verdict.redundant
+    assert front_verdict.removed_share > 0.3
+    shares = effect_shares(mobilenet, x, adv, np.stack([front]), 41)
+    assert shares[0] == pytest.approx(front_verdict.kept_share)
