@@ -62,3 +62,25 @@ def test_pgd_batch_needs_one_seed_per_image(linear, rng, one_sentence):
     with pytest.raises(ValueError) as excinfo:
         pgd_batch(linear.model, xs, [0, 1], EPS, seeds=[1])
     one_sentence(excinfo, "seeds")
+
+
+def test_targeted_pgd_makes_its_target_the_top_class_and_stays_in_the_ball(linear, rng):
+    xs = rng.uniform(-0.5, 0.5, (3, 8, 8, 3)).astype(np.float32)
+    before = probabilities(linear.model, xs)
+    targets = [int(np.argmin(p)) for p in before]  # the least likely class of each image
+    adv = pgd_batch(linear.model, xs, targets, 0.1, steps=10, targeted=True)
+    after = probabilities(linear.model, adv)
+    assert np.abs(adv - xs).max() <= 0.1 + 1e-6
+    for i, t in enumerate(targets):  # (4 classes: the least likely starts near 0.2)
+        assert after[i, t] > max(0.5, 2 * before[i, t]) and int(np.argmax(after[i])) == t
+    untargeted = pgd_batch(linear.model, xs, targets, 0.1, steps=10)
+    assert all(probabilities(linear.model, untargeted)[i, t] < before[i, t] for i, t in enumerate(targets))
+
+
+def test_the_targeted_attacks_class_is_seeded_per_photo_and_never_the_true_one():
+    from xai_helpers.study_settings import random_target
+
+    draws = [random_target(41, s) for s in range(300)]
+    assert 41 not in draws and draws == [random_target(41, s) for s in range(300)]
+    assert len(set(draws)) > 250 and min(draws) >= 0 and max(draws) <= 999
+    assert random_target(999, 5, n_classes=1000) != 999 and random_target(0, 5) != 0

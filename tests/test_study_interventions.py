@@ -71,8 +71,20 @@ def test_necessity_columns_sit_beside_sufficiency_for_every_fooled_photo(rows):
                 assert np.isfinite(row[f"{a}_kept_moved_{method}_median"])
     # a table made before these columns keeps its key, and is recognised for what it was made with
     legacy = study.settings_for_key("5606bc5ac0c9")  # (the committed results/study.csv)
-    assert not legacy.necessity_tests and legacy.gradcam_upsampling == "corner"
+    assert not legacy.necessity_tests and not legacy.targeted_pgd and legacy.gradcam_upsampling == "corner"
     assert study.settings_for_key(study.StudySettings().key()) == study.StudySettings()
+
+
+def test_the_targeted_attack_is_explained_and_intervened_on_like_the_others(rows):
+    for row in rows:
+        assert row["tpgd_target"] != row["class_index"] and row["tpgd_hit"] in (0, 1)
+        assert 0.0 <= row["tpgd_p_target"] <= 1.0
+    for row in explained(rows):
+        assert "tpgd_top1" in row and "gc_tpgdadv_top_iou" in row and "ig_tpgdtrue_spearman" in row
+        if row["tpgd_fooled"] == 1:
+            assert np.isfinite(row["tpgd_kept_attack"]) and np.isfinite(row["tpgd_removed_attack"])
+        if row["tpgd_hit"] == 1:
+            assert row["tpgd_top1"] == row["tpgd_target"]
 
 
 def test_runner_up_share_is_the_runner_ups_part_of_what_the_top_class_leaves():

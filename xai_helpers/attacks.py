@@ -157,11 +157,14 @@ def pgd(model, x: np.ndarray, label: int | None = None, eps: float = DEFAULT_EPS
 
 
 def pgd_batch(model, xs: np.ndarray, labels, eps: float = DEFAULT_EPS, steps: int = PGD_STEPS,
-              step_size: float | None = None, random_start: bool = True, seeds=None) -> np.ndarray:
+              step_size: float | None = None, random_start: bool = True, seeds=None,
+              targeted: bool = False) -> np.ndarray:
     """Return ``pgd`` of a batch (N, H, W, C) with one label and one seed per image (batched gradients).
 
     ``seeds`` defaults to ``0..N-1``; each image's random start depends only on its own seed, so a row of
-    the study does not depend on which batch it was computed in.
+    the study does not depend on which batch it was computed in. ``targeted``: ``labels`` are target
+    classes, and each step *descends* their cross-entropy (``x - step * sign(grad)``) instead of ascending
+    the true class's.
     """
     eps = check_eps(eps)
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
@@ -179,7 +182,8 @@ def pgd_batch(model, xs: np.ndarray, labels, eps: float = DEFAULT_EPS, steps: in
                           .uniform(-eps, eps, x.shape) for s, x in zip(seeds, xs)])
         adv = np.clip(xs + noise, -1.0, 1.0).astype(np.float32)
     for _ in range(steps):
-        adv = np.clip(adv + step * loss_gradient_signs(model, adv, labels), xs - eps, xs + eps)
+        direction = -1.0 if targeted else 1.0
+        adv = np.clip(adv + direction * step * loss_gradient_signs(model, adv, labels), xs - eps, xs + eps)
         adv = np.clip(adv, -1.0, 1.0).astype(np.float32)
     return adv
 

@@ -5,7 +5,8 @@ Per photo (one per class, in a seeded random order so that any prefix is a rando
 1. attack: clean top-1, untargeted FGSM against the true label at every eps of ``EPS_GRID_PIXELS`` (one
    gradient, reused for every eps) and PGD (Madry et al. 2018; ``pgd_steps`` steps of eps/4, random start
    seeded per photo) at the same eps; columns ``{fgsm,pgd}{eps}_*``, with each image's high-frequency
-   energy (``*_hf``);
+   energy (``*_hf``); with ``targeted_pgd``, also PGD towards a seeded random target class per photo at
+   the study eps (``tpgd_*``), whose image is explained and intervened on like the others';
 2. for photos the model gets right, at ``STUDY_EPS_PIXELS`` (one pixel level, as in the single-photo
    chapters), per attack a: Grad-CAM and IG maps of logits (a class that has lost its probability is
    explained by its logit, not its softmax) of (clean, true class), (a's image, its class), (a's image, true
@@ -18,7 +19,9 @@ Per photo (one per class, in a seeded random order so that any prefix is a rando
    ``deletion_steps`` and half as many (``_auc_half``); ROAD (Rong et al. 2022) on a seeded subset;
 5. for the photos each attack fools, the causal columns (``analysis.intervene``): the share of the attack's
    margin change kept by each map's top pixels and by random pixels, the attack attribution's top share
-   (refined to 1% completeness), and the (clean image, adversarial class) control map;
+   (refined to 1% completeness), and the (clean image, adversarial class) control map; with
+   ``necessity_tests``, the same top pixels removed as well as kept, the smallest flipping fraction and
+   shape-matched controls (``_necessity_columns``);
 6. features that need only the image at hand, for telling clean from adversarial (``detection``):
    confidence, high-frequency energy, the maps' entropy and agreement;
 7. the cost: ``gradient_evals`` and, per stage, the model passes (``passes_{stage}_forward`` and
@@ -46,7 +49,7 @@ from .interventions import effect_shares, signed_map
 from .model import input_shape, probabilities
 from .study_photos import StudyPhoto
 from .study_settings import (ATTACK_NAMES, STUDY_GRADCAM_ENGINE, StudySettings, photo_order,
-                             random_sign_noise)
+                             random_sign_noise, random_target)
 
 
 def normalized_entropy(saliency: np.ndarray) -> float:
@@ -174,6 +177,9 @@ def _analyse(model, records: list[_PhotoRecord], xs: np.ndarray, keys: list[int]
     if missing:
         raise ValueError(f"study_eps_pixels ({settings.study_eps_pixels:g}) must be one of eps_grid_pixels "
                          f"{settings.eps_grid_pixels}.")
+    if settings.targeted_pgd and settings.pgd_steps:
+        at_study_eps["tpgd"], probs_at_study_eps["tpgd"] = _targeted_attack(model, xs, truth, rows, seed_ids,
+                                                                            settings, keys)
     # Explained: correctly classified photos, and unlabelled ones (explained for their own top-1).
     correct = [i for i, row in enumerate(rows) if row["clean_correct"] != 0]
     if correct:
@@ -182,6 +188,23 @@ def _analyse(model, records: list[_PhotoRecord], xs: np.ndarray, keys: list[int]
                  [rows[i] for i in correct], settings, [int(truth[i]) for i in correct],
                  [seed_ids[i] for i in correct], [records[i].position for i in correct], correct)
     return rows
+
+
+def _targeted_attack(model, xs: np.ndarray, truth: np.ndarray, rows: list[dict], seed_ids: Sequence[int],
+                     settings: StudySettings, keys: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """PGD towards each photo's ``random_target`` at the study eps: columns ``tpgd_target``,
+    ``tpgd_p_target`` (its probability after the attack), ``tpgd_hit`` (the target is the top-1) and
+    ``tpgd_hf``; returns the adversarial images and the model's probabilities on them."""
+    eps = pixels_to_eps(settings.study_eps_pixels)
+    targets = [random_target(int(t), s, settings.seed) for t, s in zip(truth, seed_ids)]
+    with passes.stage("attacks", keys):
+        images = pgd_batch(model, xs, targets, eps, settings.pgd_steps, targeted=True,
+                           seeds=[[settings.seed, s, ATTACK_NAMES.index("tpgd")] for s in seed_ids])
+        probs = probabilities(model, images)
+    for i, row in enumerate(rows):
+        row.update({"tpgd_target": targets[i], "tpgd_p_target": float(probs[i, targets[i]]),
+                    "tpgd_hit": int(np.argmax(probs[i]) == targets[i]), "tpgd_hf": high_frequency_energy(images[i])})
+    return images, probs
 
 
 def _explain(model, xs: np.ndarray, attacked: dict[str, np.ndarray], attacked_probs: dict[str, np.ndarray],

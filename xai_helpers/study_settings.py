@@ -16,7 +16,7 @@ EPS_GRID_PIXELS = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: The explanations' eps: one pixel level, as in the single-photo chapters (``attacks.DEFAULT_EPS_PIXELS``).
 STUDY_EPS_PIXELS = 1.0
 #: The attacks compared side by side at every eps (PGD is left out when ``pgd_steps`` is 0).
-ATTACK_NAMES = ("fgsm", "pgd")
+ATTACK_NAMES = ("fgsm", "pgd", "tpgd")  # (tpgd: PGD towards a seeded random target class, at the study eps)
 #: IG steps in the study: 32 trapezoid steps (4x cheaper than the report's default of 128); the
 #: completeness error this costs is recorded per map (``ig_reldelta_*``) and shown in the chapter.
 STUDY_IG_STEPS = 32
@@ -64,6 +64,9 @@ class StudySettings:
     #: well as kept, the smallest flipping fraction of the margin attribution's ranking, and moved copies of
     #: each clean map's top pixels (same shape and area) as a control; False for tables made before.
     necessity_tests: bool = True
+    #: PGD towards a seeded random target class per photo (``random_target``), at the study eps only, with
+    #: the untargeted attacks' explanations and interventions (columns ``tpgd_*``); False for tables made before.
+    targeted_pgd: bool = True
     extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
@@ -103,7 +106,14 @@ class ModelSpec:
 
 
 #: Settings added after the first tables, with the value those tables were made with (see ``key``).
-LEGACY_VALUES = {"gradcam_upsampling": "corner", "necessity_tests": False}
+LEGACY_VALUES = {"gradcam_upsampling": "corner", "necessity_tests": False, "targeted_pgd": False}
+
+
+def random_target(true_class: int, seed_id: int, seed: int = SEED, n_classes: int = 1000) -> int:
+    """Return the targeted attack's class for one photo: uniform over the classes other than the true one,
+    seeded by (seed, the photo's seed id), so it never depends on the batch."""
+    draw = int(np.random.default_rng([seed, seed_id, 11]).integers(n_classes - 1))
+    return draw + (draw >= true_class)
 
 
 def settings_for_key(key: str) -> StudySettings:
@@ -134,4 +144,4 @@ def random_sign_noise(shape: tuple[int, ...], class_index: int, seed: int = SEED
 
 
 __all__ = [name for name in dir() if name.isupper()] + ["ModelSpec", "StudySettings", "photo_order",
-                                                         "random_sign_noise", "settings_for_key"]
+                                                         "random_sign_noise", "random_target", "settings_for_key"]
