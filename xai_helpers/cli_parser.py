@@ -163,10 +163,12 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
         sub = commands.add_parser("study", help="run the many-photo study on the ImageNet sample photos",
                                   description="Run the many-photo study and write its CSV tables (resumable: "
                                               "run the same command again to continue). Measured on two CPU "
-                                              "cores (bare MobileNetV2 gradient rate 17 images/s): about 38 s per "
-                                              "photo among the first 400 (with ROAD) and 28 s after them (about "
-                                              "9 h for all 1000), peak memory about 4.1 GB at the default batch "
-                                              "of 8; benchmarks/study_cost.py measures it on your machine.",
+                                              "cores (bare MobileNetV2 gradient rate 29-40 images/s in that run): "
+                                              "about 30 s per photo among the first 400 (with ROAD) and 24 s after "
+                                              "them, about 7.3 h for all 1000; with --model MobileNet --alpha 0.75 "
+                                              "--size 192, 16 s and 10 s (3.5 h); peak memory about 4.1 GB at the "
+                                              "default batch of 8; benchmarks/study_cost.py measures it on your "
+                                              "machine.",
                                   epilog="exit status: 0 done (photos that could not be read are rows "
                                          "with status 'error', counted on stderr); 1 a Ray worker kept dying "
                                          "('N rows kept in FILE'); 2 bad input, a table that cannot be "
