@@ -13,7 +13,7 @@ BOOK_FLAGS := -W -n --keep-going
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help book test unit notebooks browser lab lint-workflows sync clean
+.PHONY: help book pdf tex executed test unit notebooks browser lab lint-workflows sync clean
 
 help:  ## list the targets
 	@echo "Targets (run from the repository root; the first use creates $(VENV)/ from requirements.txt):"
@@ -41,17 +41,66 @@ $(LAB_SETTINGS): $(STAMP)
 	@printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin":' \
 	    '  {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' > $@
 
-book: $(STAMP) $(KERNEL_CONFIG)  ## execute the chapters that changed and build the HTML report in _build/html
-	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
+# Each chapter runs once, as a notebook under nbmake (pytest --nbmake, the design card's check), into a copy
+# of the book in $(EXECUTED) (not under _build/: nbmake skips any path with a _build folder); the HTML and the PDF are both built from those executed notebooks
+# (execute_notebooks: off there), so nothing runs twice. A chapter runs again only when its .md, the package,
+# or a results table changed; a chapter that fails leaves no executed notebook behind.
+EXECUTED := _executed
+CHAPTERS := $(shell grep -l '^jupytext:' book/*.md)
+EXECUTED_NOTEBOOKS := $(patsubst book/%.md,$(EXECUTED)/book/%.ipynb,$(CHAPTERS))
+# The tables the chapters read (not every results/*.csv: a study running into another table must not make
+# every chapter stale).
+BOOK_INPUTS := $(wildcard xai_helpers/*.py) $(wildcard results/study.csv results/study_sanity.csv results/ig_ranks_attacked.csv)
+NBMAKE := $(PYTEST) -v -s --nbmake --nbmake-timeout=900 --overwrite --durations=1 -o testpaths=
+BOOK_COPY := _toc.yml book/references.bib book/glossary.md $(wildcard book/_static/*) $(wildcard book/_templates/*)
+
+$(EXECUTED)/_config.yml: _config.yml $(BOOK_COPY) $(STAMP)
+	@mkdir -p $(EXECUTED)/book
+	cp _toc.yml $(EXECUTED)/
+	cp -r book/references.bib book/glossary.md book/_static book/_templates $(EXECUTED)/book/
+	$(BIN)/python -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+	    c["execute"]["execute_notebooks"] = "off"; \
+	    c["exclude_patterns"] = [p for p in c["exclude_patterns"] if p != "book/*.ipynb"]; \
+	    yaml.safe_dump(c, open(sys.argv[2], "w"), sort_keys=False)' _config.yml $@
+
+$(EXECUTED)/book/%.ipynb: book/%.md $(BOOK_INPUTS) | $(EXECUTED)/_config.yml $(KERNEL_CONFIG)
+	@echo "== running chapter $* (nbmake) =="
+	$(BIN)/jupytext --quiet --to ipynb --output $@ $<
+	@start=$$(date +%s); $(NBMAKE) $@ || { rm -f $@; exit 1; }; \
+	    echo "== chapter $* ran in $$(( $$(date +%s) - start )) s =="
+
+executed: $(EXECUTED_NOTEBOOKS) $(EXECUTED)/_config.yml  ## run the chapters that changed with nbmake, keeping their outputs in _executed/
+
+book: executed  ## execute the chapters that changed and build the HTML report in _build/html
+	$(BIN)/jupyter-book build $(EXECUTED) --path-output . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
-# One execution of every chapter serves both checks: the fresh book build fails on any cell error
-# (nb_execution_raise_on_error) or warning (-W), and the browser test then reads that very build.
-test: $(STAMP) $(KERNEL_CONFIG)  ## unit tests, a fresh build of the whole book, the browser test on it
-	$(PYTEST) tests --ignore=tests/test_browser.py
-	rm -rf _build/html
-	$(BIN)/jupyter-book build . --all $(BOOK_FLAGS)
-	$(PYTEST) tests/test_browser.py -v
+# The PDF: Sphinx's LaTeX writer and XeLaTeX (the TeX Live packages of make tex), from the same executed
+# notebooks. It is copied into the HTML's _static/, where every page's sidebar links to it.
+pdf: executed  ## build the PDF of the book in _build/latex/book.pdf (needs TeX Live with XeLaTeX)
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || { \
+	    echo "make pdf needs XeLaTeX and latexmk: run make tex (Debian/Ubuntu) or install $(TEX_PACKAGES)"; exit 1; }
+	$(BIN)/jupyter-book build $(EXECUTED) --path-output . --builder pdflatex $(BOOK_FLAGS)
+	cp _build/latex/book.pdf $(EXECUTED)/book/_static/book.pdf
+	@mkdir -p _build/html/_static && cp _build/latex/book.pdf _build/html/_static/book.pdf
+	@echo "PDF: _build/latex/book.pdf"
+
+# TeX Live for make pdf, from Debian's / Ubuntu's packages (about 700 MB; sudo when not root).
+TEX_PACKAGES := texlive-latex-extra texlive-xetex latexmk texlive-fonts-recommended fonts-freefont-otf lmodern \
+                xindy texlive-plain-generic
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+tex:  ## install the TeX Live packages make pdf needs (Debian/Ubuntu apt-get)
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(TEX_PACKAGES)
+
+# One execution of every chapter serves every check: nbmake fails on any cell error, the HTML build on any
+# warning (-W), the PDF build on any LaTeX error; then the browser test reads that HTML and the PDF test that PDF.
+test: $(STAMP) $(KERNEL_CONFIG)  ## unit tests, every chapter under nbmake, the HTML and PDF books, their checks
+	$(PYTEST) tests --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
+	rm -rf _build $(EXECUTED)
+	$(MAKE) --no-print-directory pdf
+	$(MAKE) --no-print-directory book
+	$(PYTEST) tests/test_browser.py tests/test_pdf.py -v
 
 unit: $(STAMP)  ## unit, command-line and real-model tests only (no book)
 	$(PYTEST) tests --ignore=tests/test_browser.py
@@ -84,5 +133,5 @@ lint-workflows: $(ACTIONLINT)  ## check .github/workflows/*.yml with actionlint 
 sync: $(STAMP)  ## regenerate the paired .ipynb of every chapter from its .md
 	$(BIN)/jupytext --update --to ipynb $$(grep -l '^jupytext:' book/*.md)
 
-clean:  ## remove the built book
-	rm -rf _build
+clean:  ## remove the built book and the executed chapters
+	rm -rf _build $(EXECUTED)

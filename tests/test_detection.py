@@ -29,3 +29,27 @@ def test_tpr_at_fpr_takes_the_best_point_within_the_allowed_false_alarms():
 def test_high_frequency_energy_wants_one_image():
     with pytest.raises(ValueError):
         detection.high_frequency_energy(np.zeros((2, 8, 8, 3)))
+
+
+def test_boosted_trees_detect_a_shift_that_points_both_ways_and_logistic_regression_cannot():
+    # Attacked images move the feature away from the photo's value in either direction (|shift| = 2): the
+    # classes differ in spread, not in mean, so no linear score separates them; trees do.
+    rng = np.random.default_rng(0)
+    clean = rng.normal(0, 0.3, (300, 1))
+    adversarial = clean + rng.choice([-2.0, 2.0], size=(300, 1))
+    linear = detection.detection_auc(clean, adversarial, n_boot=200)
+    trees = detection.detection_auc(clean, adversarial, n_boot=200, classifier="boosting")
+    assert linear["ci_high"] < 0.7 and trees["auc"] > 0.95 and trees["ci_low"] > 0.9
+    transfer = detection.transfer_detection_auc(clean, adversarial, clean, adversarial, n_boot=200,
+                                                classifier="boosting")
+    assert transfer["auc"] > 0.9
+    with pytest.raises(ValueError, match="classifier must be one of"):
+        detection.detection_auc(clean, adversarial, classifier="svm")
+
+
+def test_logit_confidence_spreads_what_raw_probability_saturates():
+    p = np.array([0.5, 0.999, 0.99999, 1.0, 0.0])
+    z = detection.logit_confidence(p)
+    assert z[0] == pytest.approx(0.0) and z[1] == pytest.approx(np.log(999), rel=1e-9)
+    assert z[2] - z[1] > 4.5  # 0.001 apart in p, about 4.6 apart in logit(p)
+    assert np.all(np.isfinite(z)) and z[3] == pytest.approx(-z[4]) and z[3] > z[2]

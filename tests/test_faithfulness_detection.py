@@ -37,6 +37,21 @@ def test_areas_are_normalised_by_the_intact_score_and_the_half_area_uses_every_o
     assert aucs["m"]["insertion"] == pytest.approx(np.trapezoid(p_ins / p_del[0], dx=0.25), rel=1e-4)
 
 
+def test_logit_scored_areas_are_the_mean_logit_change_and_leave_the_probability_areas_unchanged(linear, linear_x):
+    c = 1
+    saliency = np.arange(64, dtype=float).reshape(8, 8)
+    _, plain = faithfulness.deletion_insertion_aucs(linear.model, linear_x, {"m": saliency}, c, 4, 1.0)
+    _, both = faithfulness.deletion_insertion_aucs(linear.model, linear_x, {"m": saliency}, c, 4, 1.0,
+                                                   logits=True)
+    deletion, insertion = faithfulness.deletion_insertion_images(linear_x, saliency, 4, 1.0)
+    z_intact = linear.logits(linear_x)[c]
+    for curve, images in (("deletion", deletion), ("insertion", insertion)):
+        z = np.array([linear.logits(im)[c] for im in images])
+        assert both["m"][f"{curve}_logit"] == pytest.approx(np.trapezoid(z - z_intact, dx=0.25), abs=1e-4)
+        assert both["m"][curve] == pytest.approx(plain["m"][curve], rel=1e-5)
+    assert "deletion_logit" not in plain["m"]
+
+
 @pytest.mark.parametrize("steps", [0, 3, 7])
 def test_deletion_areas_need_an_even_step_count(linear, linear_x, steps, one_sentence):
     with pytest.raises(ValueError) as excinfo:
@@ -147,3 +162,23 @@ def test_the_detection_interval_contains_the_estimate_for_a_weak_paired_shift():
     clean = rng.normal(size=(300, 1))
     result = detection.detection_auc(clean, clean + 0.05, n_boot=500)
     assert result["ci_low"] <= result["auc"] <= result["ci_high"]
+
+
+def test_family_verdicts_follow_the_holm_corrected_tests_not_the_raw_ones():
+    rng = np.random.default_rng(3)
+    clear = summary.paired_difference(rng.normal(0.5, 1, 400), np.zeros(400), n_boot=200)
+    none = summary.paired_difference(rng.normal(0.0, 1, 400), np.zeros(400), n_boot=200)
+    below = summary.paired_difference(np.zeros(400), rng.normal(0.5, 1, 400), n_boot=200)
+    assert clear["p"] < 1e-10 and none["p"] > 0.05
+    # a raw p of 0.03 passes alone but not among 20 tests (Holm multiplies the smallest by 20)
+    marginal = {"mean": 0.1, "p": 0.03}
+    alone = summary.family_verdicts({"m": marginal})
+    many = summary.family_verdicts({"m": marginal, **{f"n{i}": none for i in range(19)}})
+    assert alone["m"]["direction"] == 1 and many["m"]["direction"] == 0
+    assert many["m"]["p_adjusted"] == pytest.approx(min(1.0, 0.03 * 20))
+    out = summary.family_verdicts({"clear": clear, "none": none, "below": below})
+    assert [out[k]["direction"] for k in ("clear", "none", "below")] == [1, 0, -1]
+    assert summary.corrected_verdict(out["below"], "up", "down", "flat") == "down"
+    assert summary.family_verdicts({"m": {"mean": 1.0, "p": float("nan")}})["m"]["direction"] == 0
+    with pytest.raises(ValueError):
+        summary.family_verdicts({})

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .model import probabilities
+from .model import probabilities, probabilities_and_logits
 
 
 def deletion_insertion_images(x: np.ndarray, saliency: np.ndarray, steps: int,
@@ -164,7 +164,8 @@ __all__ += ["noisy_linear_imputation", "normalised_curve", "road_images"]
 
 
 def deletion_insertion_aucs(model, x: np.ndarray, saliencies: dict[str, np.ndarray], class_index: int,
-                            steps: int, blur_sigma: float) -> tuple[float, dict[str, dict[str, float]]]:
+                            steps: int, blur_sigma: float,
+                            logits: bool = False) -> tuple[float, dict[str, dict[str, float]]]:
     """Return ``(p_intact, aucs)``: normalised deletion and insertion AUCs of each map of one image.
 
     Each curve is p(class) along ``deletion_insertion_images`` divided by p(class | intact image), so
@@ -180,13 +181,23 @@ def deletion_insertion_aucs(model, x: np.ndarray, saliencies: dict[str, np.ndarr
         deletion, insertion = deletion_insertion_images(x, saliency, steps, blur_sigma)
         images += [deletion, insertion]
         names.append(name)
-    curves = class_probability_curves(model, np.concatenate(images), [class_index] * (2 * len(names)), steps + 1)
+    batch = np.concatenate(images)
+    if logits:
+        probs, zs = probabilities_and_logits(model, batch)
+        curves = probs[:, class_index].reshape(-1, steps + 1)
+        logit_curves = zs[:, class_index].reshape(-1, steps + 1)
+    else:
+        curves = class_probability_curves(model, batch, [class_index] * (2 * len(names)), steps + 1)
     p_intact = float(curves[0, 0])  # step 0 of the first deletion curve is the intact image
     aucs = {}
     for k, name in enumerate(names):
         deletion, insertion = (normalised_curve(c, p_intact) for c in curves[2 * k:2 * k + 2])
         aucs[name] = {"deletion": curve_auc(deletion), "insertion": curve_auc(insertion),
                       "deletion_half": curve_auc(deletion[::2]), "insertion_half": curve_auc(insertion[::2])}
+        if logits:
+            z_intact = logit_curves[0, 0]
+            aucs[name].update({f"{curve}_logit": curve_auc(logit_curves[2 * k + j] - z_intact)
+                               for j, curve in enumerate(("deletion", "insertion"))})
     return p_intact, aucs
 
 

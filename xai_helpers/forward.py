@@ -88,6 +88,36 @@ def _forward_fn(model):
     return _FORWARD_FNS[model]
 
 
+_SCORE_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def probabilities_and_logits(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(softmax, logits)`` of a batch (N, H, W, C), both from one compiled forward pass.
+
+    The softmax is the model's own output (as ``probabilities`` gives it), the logits its ``logits_model``'s
+    (the same layers up to the head), so scoring a curve on both costs one pass, not two.
+    """
+    batch = np.asarray(x, dtype=np.float32)
+    from . import passes
+
+    passes.record(forward=len(batch))
+    if model not in _SCORE_FNS:
+        import keras
+        import tensorflow as tf
+
+        both = keras.Model(model.input, [model.output, logits_model(model).output])
+
+        @tf.function(input_signature=[tf.TensorSpec((None, *input_shape(model)), tf.float32)])
+        def forward(images):
+            return both(images, training=False)
+
+        _SCORE_FNS[model] = forward
+    forward = _SCORE_FNS[model]
+    outs = [forward(batch[i:i + PREDICT_BATCH]) for i in range(0, len(batch), PREDICT_BATCH)]
+    return (np.concatenate([p.numpy().astype(np.float64) for p, _ in outs]),
+            np.concatenate([z.numpy().astype(np.float64) for _, z in outs]))
+
+
 _LOGIT_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -127,4 +157,4 @@ def scores_model(model, target: str):
 
 
 __all__ = ["PREDICT_BATCH", "Prediction", "input_shape", "logits_model", "num_classes", "predict",
-           "probabilities", "scores_model"]
+           "probabilities", "probabilities_and_logits", "scores_model"]

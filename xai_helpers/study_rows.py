@@ -285,12 +285,15 @@ def _explain(model, xs: np.ndarray, attacked: dict[str, np.ndarray], attacked_pr
                       "random": random_map}
             with passes.stage("deletion_insertion", [keys[i]]):
                 p_intact, aucs = deletion_insertion_aucs(model, image, ranked, cls, settings.deletion_steps,
-                                                         settings.deletion_blur_sigma)
+                                                         settings.deletion_blur_sigma,
+                                                         logits=settings.logit_faithfulness)
             row[f"{kind}_faith_p"] = p_intact
             for name, values in aucs.items():
                 for curve in ("deletion", "insertion"):
                     row[f"{curve[:3]}_{name}_{kind}_auc"] = values[curve]
                     row[f"{curve[:3]}_{name}_{kind}_auc_half"] = values[f"{curve}_half"]
+                    if settings.logit_faithfulness:
+                        row[f"{curve[:3]}_{name}_{kind}_auc_logit"] = values[f"{curve}_logit"]
             if positions[i] < settings.road_photos:
                 with passes.stage("road", [keys[i]]):
                     road = road_scores(model, image, {m: ranked[m] for m in ("gc", "igpos", "random")}, cls,

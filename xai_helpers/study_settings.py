@@ -67,6 +67,9 @@ class StudySettings:
     #: PGD towards a seeded random target class per photo (``random_target``), at the study eps only, with
     #: the untargeted attacks' explanations and interventions (columns ``tpgd_*``); False for tables made before.
     targeted_pgd: bool = True
+    #: Deletion and insertion of the logit maps scored on the class logit too (columns ``*_auc_logit``), the
+    #: target those maps explain, from the same forward passes; False for tables made before.
+    logit_faithfulness: bool = True
     extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
@@ -106,7 +109,8 @@ class ModelSpec:
 
 
 #: Settings added after the first tables, with the value those tables were made with (see ``key``).
-LEGACY_VALUES = {"gradcam_upsampling": "corner", "necessity_tests": False, "targeted_pgd": False}
+LEGACY_VALUES = {"gradcam_upsampling": "corner", "necessity_tests": False, "targeted_pgd": False,
+                 "logit_faithfulness": False}
 
 
 def random_target(true_class: int, seed_id: int, seed: int = SEED, n_classes: int = 1000) -> int:

@@ -1,0 +1,49 @@
+"""The study chapters' shared loader (``study_book``): the committed table, its subsets and its formatting."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xai_helpers import study_book
+
+
+@pytest.fixture(scope="module")
+def book():
+    return study_book.load_study()
+
+
+def test_the_subsets_are_the_correct_photos_and_those_each_attack_fools(book):
+    table = book.table
+    assert len(table) == len(book.rows) and book.n_skipped == 0
+    assert (book.correct.clean_correct == 1).all()
+    assert len(book.correct) == int((table.clean_correct == 1).sum())
+    for attack, fooled in book.fooled.items():
+        assert set(fooled.index) <= set(book.correct.index)
+        assert (fooled[f"{attack}_fooled"] == 1).all()
+    assert book.settings.key() == book.meta["settings_key"]  # recognised, even as an earlier default
+
+
+def test_glue_values_are_the_counts_and_settings_the_chapters_quote(book):
+    values = book.glue_values()
+    assert values["n_photos"] == len(book.table) and values["n_correct"] == len(book.correct)
+    assert values["n_fooled_fgsm"] == len(book.fooled["fgsm"])
+    assert values["deletion_half"] * 2 == book.settings.deletion_steps
+    assert values["n_skipped"] == "every photo could be read"
+
+
+def test_interval_and_share_formatting():
+    assert study_book.interval({"mean": 0.1234, "ci_low": -0.01, "ci_high": 0.25}) == "+0.123 [-0.010, +0.250]"
+    assert study_book.interval({"auc": 0.5, "ci_low": 0.4, "ci_high": 0.6}, ".2f") == "+0.50 [+0.40, +0.60]"
+    share, low, high = study_book.share_ci([True] * 10)
+    assert share == 1.0 and 0.6 < low < 1.0 and high == pytest.approx(1.0)  # Wilson: no collapse at 100%
+    with pytest.raises(ValueError, match="at least one"):
+        study_book.share_ci(np.array([], dtype=bool))
+
+
+def test_a_table_given_by_path_is_read_from_there(tmp_path, book):
+    from xai_helpers.paths import results_path
+
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(results_path("study.csv").read_bytes())
+    other = study_book.load_study(copy)
+    assert len(other.table) == len(book.table)
