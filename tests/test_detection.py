@@ -53,3 +53,15 @@ def test_logit_confidence_spreads_what_raw_probability_saturates():
     assert z[0] == pytest.approx(0.0) and z[1] == pytest.approx(np.log(999), rel=1e-9)
     assert z[2] - z[1] > 4.5  # 0.001 apart in p, about 4.6 apart in logit(p)
     assert np.all(np.isfinite(z)) and z[3] == pytest.approx(-z[4]) and z[3] > z[2]
+
+
+def test_fast_auc_equals_sklearns_roc_auc_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        labels = rng.integers(0, 2, 300)
+        scores = np.round(rng.normal(size=300) + 0.5 * labels, 1)  # rounded: many ties
+        assert detection.fast_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    with pytest.raises(ValueError, match="both classes"):
+        detection.fast_auc(np.ones(4), np.arange(4.0))

@@ -26,9 +26,31 @@ def _detector(classifier: str, seed: int):
     if classifier == "logistic":
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     if classifier == "boosting":
-        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
-                                              random_state=seed)
+        return _OneThread(HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+                                                         random_state=seed))
     raise ValueError(f"classifier must be one of {list(CLASSIFIERS)}, got {classifier!r}.")
+
+
+class _OneThread:
+    """A detector fitted and scored on one OpenMP thread: on a few thousand rows the boosted trees' thread
+    start-ups cost more than they save, and on a busy machine many times more (measured: 132 s against 39 s
+    for one cross-validated AUC on 2 cores beside a running kernel)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def fit(self, features, labels):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            self.model.fit(features, labels)
+        return self
+
+    def predict_proba(self, features):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return self.model.predict_proba(features)
 
 
 def logit_confidence(p: np.ndarray, floor: float = 1e-7) -> np.ndarray:
@@ -40,6 +62,23 @@ def logit_confidence(p: np.ndarray, floor: float = 1e-7) -> np.ndarray:
     """
     p = np.clip(np.asarray(p, dtype=np.float64), floor, 1.0 - floor)
     return np.log(p) - np.log1p(-p)
+
+
+def fast_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Return the ROC AUC of ``scores`` for binary ``labels`` by the Mann-Whitney rank formula.
+
+    ``AUC = (R_1 - n_1 (n_1 + 1) / 2) / (n_1 n_0)``, with ``R_1`` the sum of the positives' mid-ranks, which
+    counts a tied (positive, negative) pair as one half, exactly as ``sklearn.metrics.roc_auc_score``; about
+    50 times faster, which is what makes thousands of bootstrap resamples cheap.
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels) == 1
+    n1, n0 = int(labels.sum()), int((~labels).sum())
+    if n1 == 0 or n0 == 0:
+        raise ValueError("fast_auc needs both classes among the labels.")
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[labels].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def _bootstrap_over_photos(statistic, n: int, n_boot: int, seed: int) -> tuple[float, float]:
@@ -86,13 +125,13 @@ def detection_auc(clean: np.ndarray, adversarial: np.ndarray, folds: int = 5, n_
         model.fit(features[train], labels[train])
         scores[test] = model.predict_proba(features[test])[:, 1]
     auc = float(roc_auc_score(labels, scores))
-    low, high = _bootstrap_over_photos(lambda idx: roc_auc_score(labels[idx], scores[idx]), n, n_boot, seed)
+    low, high = _bootstrap_over_photos(lambda idx: fast_auc(labels[idx], scores[idx]), n, n_boot, seed)
     fpr, tpr, _ = roc_curve(labels, scores)
     return {"auc": auc, "ci_low": low, "ci_high": high, "fpr": fpr, "tpr": tpr,
             "tpr_at_5pct": tpr_at_fpr(fpr, tpr, 0.05), "scores": scores}
 
 
-__all__ = ["CLASSIFIERS", "detection_auc", "logit_confidence"]
+__all__ = ["CLASSIFIERS", "detection_auc", "fast_auc", "logit_confidence"]
 
 
 def high_frequency_energy(x: np.ndarray) -> float:
@@ -154,7 +193,7 @@ def transfer_detection_auc(train_clean: np.ndarray, train_adversarial: np.ndarra
     scores = detector.predict_proba(np.concatenate([arrays[2][test], arrays[3][test]]))[:, 1]
     m = len(test)
     labels = np.concatenate([np.zeros(m), np.ones(m)])
-    low, high = _bootstrap_over_photos(lambda idx: roc_auc_score(labels[idx], scores[idx]), m, n_boot, seed)
+    low, high = _bootstrap_over_photos(lambda idx: fast_auc(labels[idx], scores[idx]), m, n_boot, seed)
     fpr, tpr, _ = roc_curve(labels, scores)
     return {"auc": float(roc_auc_score(labels, scores)), "ci_low": low, "ci_high": high,
             "tpr": tpr_at_fpr(fpr, tpr, at_fpr)}
@@ -170,15 +209,13 @@ def auc_difference(first: dict, second: dict, n_boot: int = 2000, seed: int = SE
     This is how "what do explanation features add to confidence?" gets an interval rather than two
     overlapping ones. Returns ``difference``, ``ci_low``, ``ci_high``.
     """
-    from sklearn.metrics import roc_auc_score
-
     a, b = np.asarray(first["scores"]), np.asarray(second["scores"])
     if a.shape != b.shape or len(a) % 2:
         raise ValueError("the two detection results must come from the same photos (paired scores).")
     n = len(a) // 2
     labels = np.concatenate([np.zeros(n), np.ones(n)])
     low, high = _bootstrap_over_photos(
-        lambda idx: roc_auc_score(labels[idx], a[idx]) - roc_auc_score(labels[idx], b[idx]), n, n_boot, seed)
+        lambda idx: fast_auc(labels[idx], a[idx]) - fast_auc(labels[idx], b[idx]), n, n_boot, seed)
     return {"difference": float(first["auc"] - second["auc"]), "ci_low": low, "ci_high": high}
 
 
