@@ -53,12 +53,12 @@ class StudyBook:
 
         return pd.DataFrame(self.sanity_rows)
 
-    @property
+    @cached_property
     def correct(self):
         """The photos the model classifies correctly, the only ones an attack can fool."""
         return self.table[self.table.clean_correct == 1]
 
-    @property
+    @cached_property
     def fooled(self) -> dict:
         """For each attack, the correct photos it fools at the study's eps."""
         correct = self.correct
