@@ -125,6 +125,15 @@ def test_overlapping_region_boxes_raise_unless_exclusive():
     assert not np.any(masks["a"] & masks["b"])
 
 
+def test_intervention_masks_name_each_box_the_front_the_animal_and_its_outside():
+    boxes = {"head": regions.Box(0, 4, 0, 4), "body": regions.Box(0, 4, 4, 8), "tail": regions.Box(4, 6, 0, 8)}
+    masks = regions.intervention_masks(boxes, shape=(10, 10))
+    assert list(masks) == ["head", "body", "head + body", "tail", "whole animal", "outside the animal"]
+    np.testing.assert_array_equal(masks["head + body"], masks["head"] | masks["body"])
+    assert masks["whole animal"].sum() == 16 + 16 + 16
+    np.testing.assert_array_equal(masks["outside the animal"], ~masks["whole animal"])
+
+
 def test_box_variants_cover_every_shift_and_margin_and_include_the_annotation():
     variants = regions.box_variants()
     assert len(variants) == 27

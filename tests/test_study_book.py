@@ -47,3 +47,18 @@ def test_a_table_given_by_path_is_read_from_there(tmp_path, book):
     copy.write_bytes(results_path("study.csv").read_bytes())
     other = study_book.load_study(copy)
     assert len(other.table) == len(book.table)
+
+
+def test_the_second_network_s_table_reads_without_a_sanity_table_and_names_its_attacks():
+    v1 = study_book.load_study("study_mobilenet_v1.csv", sanity=None)
+    assert v1.sanity.empty and "MobileNet" in v1.model_name
+    assert list(v1.attacks) == ["fgsm", "pgd", "tpgd"]          # the current settings add targeted PGD
+    assert list(study_book.load_study().attacks) == ["fgsm", "pgd"]  # the earlier table has no targeted columns
+    assert (v1.fooled["tpgd"].tpgd_fooled == 1).all()
+
+
+def test_class_share_is_the_control_s_lost_overlap_over_the_attacked_map_s(book):
+    f = book.fooled["fgsm"]
+    expected = (1 - f.gc_cleanfgsm_top_iou.median()) / (1 - f.gc_fgsmadv_top_iou.median())
+    assert book.class_share("fgsm", "gc") == pytest.approx(expected)
+    assert 0 < book.class_share("pgd", "ig") < 2

@@ -75,6 +75,26 @@ def region_masks(regions: Mapping[str, Box] = WHIPTAIL_REGIONS,
     return masks
 
 
+def intervention_masks(regions: Mapping[str, Box] = WHIPTAIL_REGIONS,
+                       front: Sequence[str] = ("head", "body"),
+                       shape: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)) -> dict[str, np.ndarray]:
+    """Return the regions the interventions keep or remove, in the order the book's tables list them.
+
+    Each box of ``regions``, the ``front`` boxes together (after the last of them), the whole animal (the
+    union of all boxes) and everything outside it. The boxes must not overlap (``region_masks``).
+    """
+    boxes = region_masks(regions, shape)
+    animal = ~boxes.pop("elsewhere")
+    masks: dict[str, np.ndarray] = {}
+    for name, mask in boxes.items():
+        masks[name] = mask
+        if name == front[-1]:
+            masks[" + ".join(front)] = np.logical_or.reduce([boxes[f] for f in front])
+    masks["whole animal"] = animal
+    masks["outside the animal"] = ~animal
+    return masks
+
+
 def box_variants(regions: Mapping[str, Box] = WHIPTAIL_REGIONS, shifts: Sequence[int] = (-8, 0, 8),
                  margins: Sequence[int] = (-4, 0, 4),
                  shape: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)) -> list[dict[str, Box]]:

@@ -22,6 +22,9 @@ from .table import analysed_rows, read_table
 
 #: The untargeted attacks the study part reads, with their names in tables and figures.
 ATTACKS = {"fgsm": "FGSM", "pgd": "PGD"}
+#: Every attack a table may hold: the untargeted ones and PGD towards a seeded random class per photo
+#: (in the tables made with the current settings).
+ALL_ATTACKS = {**ATTACKS, "tpgd": "targeted PGD"}
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,31 @@ class StudyBook:
 
     @cached_property
     def fooled(self) -> dict:
-        """For each attack, the correct photos it fools at the study's eps."""
+        """For each attack of the table (``ALL_ATTACKS``), the correct photos it fools at the study's eps."""
         correct = self.correct
-        return {a: correct[correct[f"{a}_fooled"] == 1] for a in ATTACKS}
+        return {a: correct[correct[f"{a}_fooled"] == 1] for a in ALL_ATTACKS if f"{a}_fooled" in correct}
+
+    @property
+    def attacks(self) -> dict[str, str]:
+        """The attacks this table holds, with their names."""
+        return {a: name for a, name in ALL_ATTACKS.items() if a in self.fooled}
+
+    @property
+    def model_name(self) -> str:
+        """The network the table was made with, as its header names it."""
+        return self.meta.get("model", "MobileNetV2")
+
+    def class_share(self, attack: str, method: str) -> float:
+        """How much of the adversarial-class map's lost overlap the class change alone already gives.
+
+        ``(1 - median IoU(clean map, map of the clean image for the adversarial class)) /
+        (1 - median IoU(clean map, map of the adversarial image for the adversarial class))`` over the photos
+        ``attack`` fools, for ``method`` "gc" or "ig": 1 means the (clean image, adversarial class) control
+        loses as much overlap as the attacked image, so the class, not the perturbation, moves the map.
+        """
+        f = self.fooled[attack]
+        lost = 1 - f[f"{method}_{attack}adv_top_iou"].median()
+        return float((1 - f[f"{method}_clean{attack}_top_iou"].median()) / lost) if lost > 0 else float("nan")
 
     def glue_values(self) -> dict[str, object]:
         """The numbers and words every study chapter may quote: photo counts and the run's settings."""
@@ -84,14 +109,17 @@ class StudyBook:
         }
 
 
-def load_study(table: str | Path = "study.csv", sanity: str | Path = "study_sanity.csv") -> StudyBook:
-    """Read the study's table and its sanity table (names are looked up in ``results/``, paths used as given)."""
+def load_study(table: str | Path = "study.csv", sanity: str | Path | None = "study_sanity.csv") -> StudyBook:
+    """Read the study's table and its sanity table (names are looked up in ``results/``, paths used as given).
+
+    ``sanity=None`` for a table whose run had no sanity check (``--sanity-photos 0``): its sanity rows are empty.
+    """
     def path(name):
         return Path(name) if Path(name).parent != Path() else results_path(str(name))
 
     meta, all_rows = read_table(path(table))
     rows, n_skipped = analysed_rows(all_rows)
-    sanity_meta, sanity_rows = read_table(path(sanity))
+    sanity_meta, sanity_rows = read_table(path(sanity)) if sanity is not None else ({}, [])
     return StudyBook(meta, rows, n_skipped, sanity_meta, sanity_rows)
 
 
@@ -109,4 +137,4 @@ def share_ci(flags) -> tuple[float, float, float]:
     return (float(flags.mean()), *proportion_ci(int(flags.sum()), len(flags)))
 
 
-__all__ = ["ATTACKS", "StudyBook", "interval", "load_study", "share_ci"]
+__all__ = ["ALL_ATTACKS", "ATTACKS", "StudyBook", "interval", "load_study", "share_ci"]
