@@ -8,6 +8,7 @@ import codecs
 import difflib
 import functools
 import io
+import os
 import re
 from pathlib import Path
 
@@ -48,20 +49,33 @@ def read_text_file(path: Path) -> str:
     return text
 
 
-def read_csv_rows(path: Path):
-    """Yield ``(line number, cells)`` of the UTF-8 CSV file ``path`` (``read_text_file``); a CSV error is
-    ``ValueError`` naming the file and line."""
+def csv_records(lines, path: str | os.PathLike, first: int = 0, hint: str = "", strict: bool = False):
+    """Yield ``(index of the record's first line, number of its last line, cells)`` of CSV ``lines``.
+
+    A quoted cell may span lines, so a record's first and last lines can differ. A CSV error is
+    ``ValueError`` naming ``path`` and the bad record's first line (``first`` is the number of lines
+    of the file before ``lines``), then ``hint``."""
     import csv
 
-    reader = csv.reader(io.StringIO(read_text_file(path), newline=""))
+    reader = csv.reader(lines, strict=strict)
+    start = 0
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as err:
-            raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({err}).") from None
-        yield reader.line_num, cells
+            raise ValueError(f"{path}, line {first + start + 1}: not valid CSV ({err})"
+                             f"{hint}.") from None
+        yield start, reader.line_num, cells
+        start = reader.line_num
+
+
+def read_csv_rows(path: Path):
+    """Yield ``(line number, cells)`` of the UTF-8 CSV file ``path`` (``read_text_file``); a CSV error is
+    ``ValueError`` naming the file and line."""
+    for _, last, cells in csv_records(io.StringIO(read_text_file(path), newline=""), path):
+        yield last, cells
 
 
 def _read_labels(path: Path) -> tuple[tuple[str, str], ...]:
@@ -125,4 +139,4 @@ def resolve_class(text: str) -> int:
     return hits[0]
 
 
-__all__ = ["class_labels", "read_csv_rows", "read_text_file", "resolve_class"]
+__all__ = ["class_labels", "csv_records", "read_csv_rows", "read_text_file", "resolve_class"]

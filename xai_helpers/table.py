@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .labels import csv_records
 from .outputs import _move_if_absent, absolute, write_text_atomic
 from .study_photos import SAMPLE_SOURCE
 
@@ -270,18 +271,10 @@ def analysed_rows(rows: Sequence[Mapping[str, object]]) -> tuple[list, int]:
 
 def _rows(lines: Sequence[str], path: Path, first: int):
     """Yield (index of the row's first line, cells) of CSV ``lines`` (a quoted cell may span lines)."""
-    reader = csv.reader((line + "\n" for line in lines), strict=True)  # (a quoted cell keeps its "\n")
-    start = 0
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            raise ValueError(f"{path}, line {first + start + 1}: not valid CSV ({err}); the row was damaged "
-                             f"or edited.") from None
+    records = csv_records((line + "\n" for line in lines), path, first,  # (a quoted cell keeps its "\n")
+                          hint="; the row was damaged or edited", strict=True)
+    for start, _, cells in records:
         yield start, cells
-        start = reader.line_num
 
 
 def read_table(path: str | os.PathLike) -> tuple[dict[str, str], list[dict[str, float | str]]]:
