@@ -34,7 +34,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import xai_helpers as xh
-    from xai_helpers.attacks import loss_gradient_signs, pgd_batch, pixels_to_eps
+    from xai_helpers.attacks import pixels_to_eps
+    from xai_helpers.study_rows import untargeted_images
     from xai_helpers.compare import compare_maps, to_2d
     from xai_helpers.integrated_gradients import integrated_gradients_batch
     from xai_helpers.study_book import load_study
@@ -56,9 +57,7 @@ def main() -> None:
         batch = classes[b:b + args.batch]
         xs = np.stack([xh.load_image(xh.sample_image(c)) for c in batch])
         truth = np.array(batch)
-        images = {"fgsm": np.clip(xs + eps * loss_gradient_signs(model, xs, truth), -1, 1).astype(np.float32),
-                  "pgd": pgd_batch(model, xs, truth, eps, settings.pgd_steps,
-                                   seeds=[[settings.seed, c] for c in batch])}
+        images = untargeted_images(model, xs, truth, eps, settings, list(batch))  # the study's own images
         for attack, adv in images.items():
             few, many = (integrated_gradients_batch(model, adv, list(batch), "logits", steps=n)
                          for n in (settings.ig_steps, args.reference))

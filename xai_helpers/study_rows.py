@@ -128,6 +128,19 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
     return [rows_at[place] for place in range(len(photos))]
 
 
+def untargeted_images(model, xs: np.ndarray, truth: np.ndarray, eps: float, settings: StudySettings,
+                      seed_ids: list, signs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Return the study's untargeted adversarial images of a batch at ``eps``: FGSM, and PGD when
+    ``settings.pgd_steps`` (random start seeded by ``[settings.seed, seed id]``); ``signs``: FGSM's, if known."""
+    if signs is None:
+        signs = loss_gradient_signs(model, xs, truth)
+    attacked = {"fgsm": np.clip(xs + eps * signs, -1, 1).astype(np.float32)}
+    if settings.pgd_steps:
+        attacked["pgd"] = pgd_batch(model, xs, truth, eps, settings.pgd_steps,
+                                    seeds=[[settings.seed, s] for s in seed_ids])
+    return attacked
+
+
 def _analyse(model, records: list[_PhotoRecord], xs: np.ndarray, keys: list[int],
              settings: StudySettings) -> list[dict]:
     """Return the rows of ``analyse_batch``, the pass columns still missing."""
@@ -157,11 +170,8 @@ def _analyse(model, records: list[_PhotoRecord], xs: np.ndarray, keys: list[int]
     probs_at_study_eps: dict[str, np.ndarray] = {}  # and the model's probabilities on them (not recomputed)
     for levels in settings.eps_grid_pixels:
         eps = pixels_to_eps(levels)
-        attacked = {"fgsm": np.clip(xs + eps * signs, -1, 1).astype(np.float32)}
         with passes.stage("attacks", keys):
-            if settings.pgd_steps:
-                attacked["pgd"] = pgd_batch(model, xs, truth, eps, settings.pgd_steps,
-                                            seeds=[[settings.seed, s] for s in seed_ids])
+            attacked = untargeted_images(model, xs, truth, eps, settings, seed_ids, signs)
             adv_probs_of = {name: probabilities(model, images) for name, images in attacked.items()}
         for name, images in attacked.items():
             adv_probs = adv_probs_of[name]
@@ -436,4 +446,4 @@ def _necessity_columns(model, x: np.ndarray, adv: np.ndarray, true_class: int, a
     return columns
 
 
-__all__ = ["analyse_batch", "normalized_entropy", "runner_up_share"]
+__all__ = ["analyse_batch", "normalized_entropy", "runner_up_share", "untargeted_images"]
