@@ -115,6 +115,27 @@ def test_moved_copies_keep_the_masks_pixel_count_and_shape_and_respect_where_the
         controls.moved_copies(big, 2, within=animal, max_tries=50)
 
 
+def test_distinct_copies_are_every_valid_placement_once_or_a_sample_without_repeats():
+    mask = np.zeros((8, 8), bool)
+    mask[0:2, 0:3] = True   # a 2 x 3 box: two different orientations (2 x 3 and 3 x 2)
+    band = np.zeros((8, 8), bool)
+    band[:4, :] = True
+    # brute force: every 2 x 3 or 3 x 2 box inside the band that does not touch the mask itself
+    expected = {(h, w, r, c) for h, w in ((2, 3), (3, 2)) for r in range(0, 5 - h) for c in range(0, 9 - w)
+                if not (r < 2 and c < 3)}
+    copies = controls.distinct_copies(mask, 1000, within=band, avoid=mask)
+    found = set()
+    for m in copies:
+        rows, cols = np.nonzero(m)
+        found.add((int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1, int(rows.min()), int(cols.min())))
+    assert found == expected and len(copies) == len(expected)  # all of them, each once
+    assert not np.any(copies & mask) and not np.any(copies & ~band)
+    sample = controls.distinct_copies(mask, 5, seed=2, within=band, avoid=mask)
+    assert len(sample) == 5 and len(np.unique(sample.reshape(5, -1), axis=0)) == 5
+    with pytest.raises(ValueError, match="No copy of the mask fits"):
+        controls.distinct_copies(np.ones((8, 8), bool), 3, within=band)
+
+
 def test_smooth_noise_masks_have_the_area_and_the_matched_blur_the_boundary_of_a_blob():
     blob = np.zeros((64, 64), bool)
     yy, xx = np.mgrid[:64, :64]

@@ -67,6 +67,51 @@ def moved_copies(mask: np.ndarray, n: int = DEFAULT_CONTROLS, seed: int = 0, avo
                      f"mask or a larger allowed area.")
 
 
+def distinct_copies(mask: np.ndarray, n: int = DEFAULT_CONTROLS, seed: int = 0, avoid: np.ndarray | None = None,
+                    within: np.ndarray | None = None) -> np.ndarray:
+    """Return distinct copies (k, H, W) of ``mask``, turned by k x 90 degrees, maybe mirrored, and shifted,
+    that lie inside ``within`` and share no pixel with ``avoid``: all of them when at most ``n`` exist (an
+    exact test against every placement), otherwise ``n`` drawn without replacement (seeded).
+
+    Unlike ``moved_copies``, no placement is counted twice, so a p-value over the copies cannot claim more
+    resolution than the placements allow. The valid offsets of each orientation are found at once: the
+    number of forbidden pixels under a placed copy is a correlation of the forbidden area with the shape.
+    Raises ``ValueError`` when no copy fits.
+    """
+    from scipy.signal import fftconvolve
+
+    mask = _check_mask(mask)
+    rows, cols = np.nonzero(mask)
+    crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    shapes: list[np.ndarray] = []
+    for variant in (crop, crop[:, ::-1]):
+        for k in range(4):
+            shape = np.ascontiguousarray(np.rot90(variant, k))
+            if not any(s.shape == shape.shape and np.array_equal(s, shape) for s in shapes):
+                shapes.append(shape)  # a symmetric mask has fewer than 8 different orientations
+    forbidden = np.zeros(mask.shape, dtype=bool)
+    if avoid is not None:
+        forbidden |= np.asarray(avoid, dtype=bool)
+    if within is not None:
+        forbidden |= ~np.asarray(within, dtype=bool)
+    candidates = []  # (orientation, row, column) of every valid placement
+    for i, shape in enumerate(shapes):
+        if shape.shape[0] > mask.shape[0] or shape.shape[1] > mask.shape[1]:
+            continue
+        hits = fftconvolve(forbidden.astype(np.float64), shape[::-1, ::-1].astype(np.float64), mode="valid")
+        for r, c in np.argwhere(hits < 0.5):
+            candidates.append((i, int(r), int(c)))
+    if not candidates:
+        raise ValueError("No copy of the mask fits where it must lie; use a smaller mask or a larger allowed area.")
+    if len(candidates) > n:
+        chosen = np.random.default_rng(seed).choice(len(candidates), size=n, replace=False)
+        candidates = [candidates[j] for j in np.sort(chosen)]
+    out = np.zeros((len(candidates), *mask.shape), dtype=bool)
+    for j, (i, r, c) in enumerate(candidates):
+        out[j, r:r + shapes[i].shape[0], c:c + shapes[i].shape[1]] = shapes[i]
+    return out
+
+
 def boundary_length(mask: np.ndarray) -> int:
     """Return the number of pixel edges between the mask and its outside (4-neighbours; a blob's perimeter)."""
     mask = np.asarray(mask, dtype=bool)
@@ -116,5 +161,5 @@ def permutation_pvalue(observed: float, controls: np.ndarray, larger: bool = Tru
     return float((1 + np.sum(extreme)) / (controls.size + 1))
 
 
-__all__ = ["DEFAULT_CONTROLS", "boundary_length", "matched_sigma", "moved_copies", "permutation_pvalue",
+__all__ = ["DEFAULT_CONTROLS", "boundary_length", "distinct_copies", "matched_sigma", "moved_copies", "permutation_pvalue",
            "smooth_noise_masks"]
