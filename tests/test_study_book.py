@@ -62,3 +62,9 @@ def test_class_share_is_the_control_s_lost_overlap_over_the_attacked_map_s(book)
     expected = (1 - f.gc_cleanfgsm_top_iou.median()) / (1 - f.gc_fgsmadv_top_iou.median())
     assert book.class_share("fgsm", "gc") == pytest.approx(expected)
     assert 0 < book.class_share("pgd", "ig") < 2
+
+
+def test_class_share_interval_brackets_the_estimate_and_is_seeded(book):
+    low, high = book.class_share_interval("fgsm", "ig", n_boot=200, seed=1)
+    assert low <= book.class_share("fgsm", "ig") <= high
+    assert (low, high) == book.class_share_interval("fgsm", "ig", n_boot=200, seed=1)

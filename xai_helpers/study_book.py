@@ -86,8 +86,19 @@ class StudyBook:
         loses as much overlap as the attacked image, so the class, not the perturbation, moves the map.
         """
         f = self.fooled[attack]
-        lost = 1 - f[f"{method}_{attack}adv_top_iou"].median()
-        return float((1 - f[f"{method}_clean{attack}_top_iou"].median()) / lost) if lost > 0 else float("nan")
+        return _class_share(f[f"{method}_clean{attack}_top_iou"].to_numpy(),
+                            f[f"{method}_{attack}adv_top_iou"].to_numpy())
+
+    def class_share_interval(self, attack: str, method: str, n_boot: int = 1000, level: float = 0.95,
+                             seed: int = 0) -> tuple[float, float]:
+        """The percentile bootstrap interval of ``class_share`` over the fooled photos (resampled in pairs)."""
+        f = self.fooled[attack]
+        control = f[f"{method}_clean{attack}_top_iou"].to_numpy()
+        attacked = f[f"{method}_{attack}adv_top_iou"].to_numpy()
+        rng = np.random.default_rng(seed)
+        draws = [_class_share(control[i], attacked[i]) for i in rng.integers(0, len(f), (n_boot, len(f)))]
+        tail = (1 - level) / 2 * 100
+        return float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))
 
     def glue_values(self) -> dict[str, object]:
         """The numbers and words every study chapter may quote: photo counts and the run's settings."""
@@ -107,6 +118,11 @@ class StudyBook:
             "deletion_sigma": s.deletion_blur_sigma, "top_percent": 100 * s.top_fraction,
             "random_masks": s.intervention_random_masks, "road_photos": s.road_photos,
         }
+
+
+def _class_share(control_iou: np.ndarray, attacked_iou: np.ndarray) -> float:
+    lost = 1 - np.nanmedian(attacked_iou)
+    return float((1 - np.nanmedian(control_iou)) / lost) if lost > 0 else float("nan")
 
 
 def load_study(table: str | Path = "study.csv", sanity: str | Path | None = "study_sanity.csv") -> StudyBook:
