@@ -161,5 +161,5 @@ def permutation_pvalue(observed: float, controls: np.ndarray, larger: bool = Tru
     return float((1 + np.sum(extreme)) / (controls.size + 1))
 
 
-__all__ = ["DEFAULT_CONTROLS", "boundary_length", "distinct_copies", "matched_sigma", "moved_copies", "permutation_pvalue",
-           "smooth_noise_masks"]
+__all__ = ["DEFAULT_CONTROLS", "boundary_length", "distinct_copies", "matched_sigma", "moved_copies",
+           "permutation_pvalue", "smooth_noise_masks"]
