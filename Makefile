@@ -98,7 +98,7 @@ tex:  ## install the TeX Live packages make pdf needs (Debian/Ubuntu apt-get)
 
 # Both halves keep the 2 cores busy already (the unit tests average 1.9 cores: 1250 CPU-s in 10.8 min), so
 # running them in parallel does not pay: pytest-xdist -n 2 with one TensorFlow thread per worker took 14.8 min
-# against 10.8 serial, and two chapters at once (make -j2 executed) slowed each 2-4x (measured 2026-12-02).
+# against 10.8 serial, and two chapters at once (make -j2 executed) slowed each 2-4x (measured 2026-12-02, beside a study niced to 19).
 # One execution of every chapter serves every check: nbmake fails on any cell error, the HTML build on any
 # warning (-W), the PDF build on any LaTeX error; then the browser test reads that HTML and the PDF test that PDF.
 test: $(STAMP) $(KERNEL_CONFIG)  ## unit tests, every chapter under nbmake, the HTML and PDF books, their checks
