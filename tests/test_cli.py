@@ -290,6 +290,19 @@ def test_bad_target_class_is_one_sentence(text, says):
         resolve_class(text)
 
 
+def _canned_explanation(model, x, eps, target_sets, **kwargs):
+    """A finished analysis without the model's work: an FGSM-like image pair, flat maps, no intervention."""
+    from xai_helpers.analysis import PhotoExplanation
+    from xai_helpers.model import Prediction
+
+    top = [Prediction(41, "n01685808", "whiptail", 0.9), Prediction(48, "n01695060", "Komodo_dragon", 0.05)]
+    flat = np.full(x.shape[:2], 0.5, np.float32)
+    numbers = {"top_iou": 0.5, "spearman": 0.1, "com_shift_px": 3.0}
+    return PhotoExplanation(top, np.clip(x + eps, -1, 1), top[::-1], {name: ([flat, flat], [flat, flat])
+                            for name in target_sets}, {name: (numbers, numbers) for name in target_sets}, [],
+                            None, {"skipped": "canned"})
+
+
 def test_a_full_disk_while_writing_the_json_leaves_neither_output(tmp_path, monkeypatch, capsys,
                                                                  whiptail_path):
     # The figure is written first; a JSON that cannot be written must not leave it behind on its own.
@@ -302,6 +315,7 @@ def test_a_full_disk_while_writing_the_json_leaves_neither_output(tmp_path, monk
         return self.write(path, write)
 
     monkeypatch.setattr(outputs.PendingFiles, "write_text", full_disk)
+    monkeypatch.setattr("xai_helpers.analysis.explain_photo", _canned_explanation)  # only the files matter here
     figure, numbers = tmp_path / "f.png", tmp_path / "n.json"
     assert main(["explain", whiptail_path, "--steps", "2", "--quiet", "--out", str(figure),
                  "--json", str(numbers)], prog="x") == 2
