@@ -184,14 +184,24 @@ def test_margin_gradcam_needs_a_contrast_class_that_differs(cam_net, cam_x, one_
 # -------------------------------------------------------------------------------------------------
 
 def test_perturbation_curve_is_zero_with_no_pixels_and_one_with_all(linear, pair, rng):
+    from xai_helpers import passes
+
     x, adv = pair
-    curve = iv.perturbation_curve(linear.model, x, adv, rng.random(x.shape[:2]), [0.0, 0.3, 1.0], 0,
-                                  contrast_class=1, n_random=5)
-    # float32 precision: on some CPUs a matmul's result depends on the batch it is computed in (F(x) is
-    # scored in a batch of 2, the restricted images in batches of SCORE_BATCH), a few 1e-6 of the effect.
-    assert curve.kept[0] == pytest.approx(0.0, abs=1e-5) and curve.kept[-1] == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(curve.random[:, 0], 0.0, atol=1e-5)
-    np.testing.assert_allclose(curve.random[:, -1], 1.0, atol=1e-5)
+    saliency = rng.random(x.shape[:2])
+    with passes.counting() as tally:
+        curve = iv.perturbation_curve(linear.model, x, adv, saliency, [0.0, 0.3, 1.0], 0, contrast_class=1,
+                                      n_random=5)
+    # The ends are x itself and adv itself: exactly 0 and 1, with no pass of their own; only f = 0.3 of the
+    # map and of the 5 random orders is scored (and x and adv once).
+    assert curve.kept[0] == 0.0 and curve.kept[-1] == 1.0
+    assert np.all(curve.random[:, 0] == 0.0) and np.all(curve.random[:, -1] == 1.0)
+    assert sum(kinds["forward"] for kinds in tally.totals().values()) == 2 + 6
+    # The middle point is the share its mask keeps, and the random orders are random_masks' masks.
+    top = np.zeros(x.shape[:2], bool)
+    top.ravel()[np.argsort(-saliency.ravel(), kind="stable")[:round(0.3 * saliency.size)]] = True
+    assert curve.kept[1] == pytest.approx(iv.effect_shares(linear.model, x, adv, top, 0, 1)[0], abs=1e-5)
+    np.testing.assert_allclose(curve.random[:, 1], iv.effect_shares(
+        linear.model, x, adv, iv.random_masks(x.shape[:2], 0.3, 5, seed=iv.SEED), 0, 1), atol=1e-5)
 
 
 def test_perturbation_curve_of_the_attack_attribution_beats_random_on_a_linear_model(linear, pair):

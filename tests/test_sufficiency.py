@@ -136,6 +136,18 @@ def test_distinct_copies_are_every_valid_placement_once_or_a_sample_without_repe
         controls.distinct_copies(np.ones((8, 8), bool), 3, within=band)
 
 
+def test_distinct_masks_keep_each_placement_once_and_refuse_an_empty_stack():
+    a, b = np.zeros((2, 4, 4), bool)
+    a[0, 0], b[3, 3] = True, True
+    kept = controls.distinct_masks(np.stack([b, a, b, b, a]))
+    assert kept.shape == (2, 4, 4) and {m.tobytes() for m in kept} == {a.tobytes(), b.tobytes()}
+    assert np.array_equal(controls.distinct_masks(np.stack([a, b])), controls.distinct_masks(np.stack([b, a])))
+    with pytest.raises(ValueError, match=r"non-empty \(n, H, W\)"):
+        controls.distinct_masks(np.zeros((0, 4, 4), bool))
+    with pytest.raises(ValueError, match=r"non-empty \(n, H, W\)"):
+        controls.distinct_masks(a)
+
+
 def test_smooth_noise_masks_have_the_area_and_the_matched_blur_the_boundary_of_a_blob():
     blob = np.zeros((64, 64), bool)
     yy, xx = np.mgrid[:64, :64]

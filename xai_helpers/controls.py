@@ -112,6 +112,18 @@ def distinct_copies(mask: np.ndarray, n: int = DEFAULT_CONTROLS, seed: int = 0, 
     return out
 
 
+def distinct_masks(masks: np.ndarray) -> np.ndarray:
+    """Return the different masks among ``masks`` (n, H, W), each once, in a fixed (sorted) order.
+
+    Seeded draws (e.g. ``interventions.random_placements``) can repeat a placement; a repeated one is one
+    control, not several, so that a p-value over the controls claims no more resolution than they have.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3 or len(masks) == 0:
+        raise ValueError(f"masks must be a non-empty (n, H, W) stack, got shape {masks.shape}.")
+    return np.unique(masks.reshape(len(masks), -1), axis=0).reshape(-1, *masks.shape[1:])
+
+
 def boundary_length(mask: np.ndarray) -> int:
     """Return the number of pixel edges between the mask and its outside (4-neighbours; a blob's perimeter)."""
     mask = np.asarray(mask, dtype=bool)
@@ -161,5 +173,5 @@ def permutation_pvalue(observed: float, controls: np.ndarray, larger: bool = Tru
     return float((1 + np.sum(extreme)) / (controls.size + 1))
 
 
-__all__ = ["DEFAULT_CONTROLS", "boundary_length", "distinct_copies", "matched_sigma", "moved_copies",
-           "permutation_pvalue", "smooth_noise_masks"]
+__all__ = ["DEFAULT_CONTROLS", "boundary_length", "distinct_copies", "distinct_masks", "matched_sigma",
+           "moved_copies", "permutation_pvalue", "smooth_noise_masks"]

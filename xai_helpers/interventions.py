@@ -72,16 +72,21 @@ def _logit_fn(model):
     return _LOGIT_FNS[model]
 
 
+def logits(model, images: np.ndarray) -> np.ndarray:
+    """Return the logits (N, classes) of a stack of images, in compiled batches of ``SCORE_BATCH``."""
+    images = np.asarray(images, dtype=np.float32)
+    forward = _logit_fn(model)
+    passes.record(forward=len(images))
+    return np.concatenate([forward(images[i:i + SCORE_BATCH]).numpy().astype(np.float64)
+                           for i in range(0, len(images), SCORE_BATCH)])
+
+
 def scores(model, images: np.ndarray, class_index: int, contrast_class: int | None = None) -> np.ndarray:
     """Return F of each image (N,): the logit ``z_c`` or, with ``contrast_class`` k, the margin ``z_c - z_k``."""
-    images = np.asarray(images, dtype=np.float32)
     c = check_class_index(class_index, num_classes(model))
     k = None if contrast_class is None else check_class_index(contrast_class, num_classes(model),
                                                                "contrast_class")
-    forward = _logit_fn(model)
-    passes.record(forward=len(images))
-    z = np.concatenate([forward(images[i:i + SCORE_BATCH]).numpy().astype(np.float64)
-                        for i in range(0, len(images), SCORE_BATCH)])
+    z = logits(model, images)
     return z[:, c] - (z[:, k] if k is not None else 0.0)
 
 
@@ -257,7 +262,8 @@ def perturbation_curves(model, x: np.ndarray, adv: np.ndarray, saliencies: Mappi
 
     All restricted images (maps x fractions, plus ``n_random`` random maps x fractions) go through the
     model in compiled batches; the random maps are the same for every map, so their curves are compared
-    with one chance level.
+    with one chance level. The ends need no pass: f = 0 restricts to ``x`` itself (share 0) and f = 1 to
+    ``adv`` (share 1), so only the fractions strictly between are evaluated.
     """
     x, adv = _check_pair(model, x, adv)
     fractions = _check_fractions(fractions)
@@ -270,17 +276,21 @@ def perturbation_curves(model, x: np.ndarray, adv: np.ndarray, saliencies: Mappi
     f_x, f_adv = scores(model, np.stack([x, adv]), class_index, contrast_class)
     if f_adv == f_x:
         raise ValueError("The adversarial image leaves the score unchanged, so there is no effect to share.")
-    masks = [_top_masks(m, fractions) for m in maps.values()]
-    masks.append(_nested_random_masks(x.shape[:2], fractions, n_random, seed).reshape(-1, *x.shape[:2]))
-    all_masks = np.concatenate(masks)
-    # Restricted images are made chunk by chunk, so that memory does not grow with maps x fractions.
-    f_restricted = np.concatenate([scores(model, restrict(x, adv, all_masks[i:i + SCORE_BATCH]), class_index,
-                                          contrast_class) for i in range(0, len(all_masks), SCORE_BATCH)])
-    shares = (f_restricted - f_x) / (f_adv - f_x)
-    n_f = len(fractions)
-    random_shares = shares[len(maps) * n_f:].reshape(n_random, n_f)
-    return {name: PerturbationCurve(fractions, shares[i * n_f:(i + 1) * n_f], random_shares,
-                                    float(f_x), float(f_adv)) for i, name in enumerate(maps)}
+    inner = (fractions > 0.0) & (fractions < 1.0)
+    shares = np.zeros((len(maps) + n_random, len(fractions)))
+    shares[:, fractions >= 1.0] = 1.0
+    if inner.any():
+        masks = [_top_masks(m, fractions[inner]) for m in maps.values()]
+        # (a random order is one permutation per draw whatever the fractions: the same seed, the same orders)
+        masks.append(_nested_random_masks(x.shape[:2], fractions[inner], n_random, seed).reshape(-1, *x.shape[:2]))
+        all_masks = np.concatenate(masks)
+        # Restricted images are made chunk by chunk, so that memory does not grow with maps x fractions.
+        f_restricted = np.concatenate([scores(model, restrict(x, adv, all_masks[i:i + SCORE_BATCH]), class_index,
+                                              contrast_class) for i in range(0, len(all_masks), SCORE_BATCH)])
+        shares[:, inner] = ((f_restricted - f_x) / (f_adv - f_x)).reshape(len(shares), -1)
+    random_shares = shares[len(maps):]
+    return {name: PerturbationCurve(fractions, shares[i], random_shares, float(f_x), float(f_adv))
+            for i, name in enumerate(maps)}
 
 
 def perturbation_curve(model, x: np.ndarray, adv: np.ndarray, saliency: np.ndarray,
@@ -330,5 +340,5 @@ def random_placements(mask: np.ndarray, n: int, seed: int = SEED, avoid: np.ndar
 
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_RANDOM_MASKS", "PerturbationCurve", "attack_attribution",
-           "curve_area", "effect_shares", "perturbation_curve", "perturbation_curves", "random_masks",
+           "curve_area", "effect_shares", "logits", "perturbation_curve", "perturbation_curves", "random_masks",
            "random_placements", "restrict", "scores", "signed_map"]

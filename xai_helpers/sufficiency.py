@@ -35,7 +35,7 @@ import tensorflow as tf
 from . import passes
 from ._validate import check_class_index, check_map
 from .compare import top_mask
-from .interventions import _check_pair, _logit_fn, effect_shares, restrict
+from .interventions import _check_pair, effect_shares, logits, restrict
 from .model import input_shape, logits_model, num_classes
 
 #: Areas (fractions of the pixels) at which ``minimal_region`` optimises a mask.
@@ -56,10 +56,7 @@ def remove(x: np.ndarray, adv: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def top1(model, images: np.ndarray) -> np.ndarray:
     """Return each image's top-1 class (N,), from one batched compiled forward pass."""
-    forward = _logit_fn(model)
-    images = np.asarray(images, dtype=np.float32)
-    passes.record(forward=len(images))
-    return np.concatenate([forward(images[i:i + 16]).numpy().argmax(axis=1) for i in range(0, len(images), 16)])
+    return logits(model, images).argmax(axis=1)
 
 
 @dataclass
