@@ -39,6 +39,21 @@ def machine() -> str:
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}; load average at start {load}")
 
 
+def write_rows(out, title: str, rows: list[dict]) -> None:
+    """Write a benchmark's table to ``out``: ``# title``, the weights' sha256 and the machine as comment lines,
+    then the rows as CSV (floats to 6 significant digits). The book's appendix reads such tables."""
+    import csv
+
+    with open(out, "w", newline="") as f:
+        f.write(f"# {title}\n")
+        f.write(f"# weights_sha256: {xai_helpers.weights_fingerprint()['sha256']}\n")
+        f.write(f"# machine: {machine()}\n")
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
 def photos(n: int = len(PHOTO_CLASSES)) -> list[tuple[str, int, np.ndarray]]:
     """Return ``n`` benchmark photos as (name, class index, model-range image)."""
     import xai_helpers as xh

@@ -16,7 +16,6 @@ About 18 s per photo on two CPU cores ((32 + 256) IG steps).
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -61,15 +60,9 @@ def main() -> None:
             print(f"class {c:4d}: Spearman {numbers['spearman']:.3f}, top-10% IoU {numbers['top_iou']:.3f}, "
                   f"signed Spearman {signed['spearman']:.3f}, completeness error {a.relative_delta:.1%} "
                   f"({args.steps}) vs {r.relative_delta:.1%} ({args.reference})", flush=True)
-    with open(out, "w", newline="") as f:
-        f.write(f"# IG ranks on clean photos (own top-1 class, {args.target}): {args.steps} vs {args.reference} "
-                f"trapezoid steps, black baseline, the first {len(classes)} photos of the study order (seed 0)\n")
-        f.write(f"# weights_sha256: {xh.weights_fingerprint()['sha256']}\n")
-        f.write(f"# machine: {common.machine()}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    common.write_rows(out, f"IG ranks on clean photos (own top-1 class, {args.target}): {args.steps} vs "
+                           f"{args.reference} trapezoid steps, black baseline, the first {len(classes)} photos "
+                           f"of the study order (seed 0)", rows)
     values = {k: [r[k] for r in rows] for k in ("spearman", "top_iou", "signed_spearman", "reldelta_study")}
     q = lambda v: np.percentile(v, [10, 50, 90])  # noqa: E731
     print(f"\n{len(classes)} photos in {time.perf_counter() - start:.0f} s")

@@ -16,7 +16,6 @@ About 20 s per photo on two CPU cores (2 images x (32 + 256) IG steps).
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -68,15 +67,9 @@ def main() -> None:
                              "top_iou": numbers["top_iou"], "signed_spearman": signed["spearman"],
                              "reldelta_study": a.relative_delta, "reldelta_reference": r.relative_delta})
         print(f"{len(rows) // 2}/{len(classes)} photos, {time.perf_counter() - start:.0f} s", flush=True)
-    with open(out, "w", newline="") as f:
-        f.write(f"# IG ranks on attacked images (true class, logits): {settings.ig_steps} vs {args.reference} "
-                f"steps, eps {settings.study_eps_pixels:g} pixel level, study settings key {settings.key()}\n")
-        f.write(f"# weights_sha256: {xh.weights_fingerprint()['sha256']}\n")
-        f.write(f"# machine: {common.machine()}\n")
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    common.write_rows(out, f"IG ranks on attacked images (true class, logits): {settings.ig_steps} vs "
+                           f"{args.reference} steps, eps {settings.study_eps_pixels:g} pixel level, study settings "
+                           f"key {settings.key()}", [{k: row[k] for k in fields} for row in rows])
     for attack in images:
         sel = [r for r in rows if r["attack"] == attack]
         print(f"ig_ranks_attacked attack={attack} median_spearman={np.median([r['spearman'] for r in sel]):.3f} "
