@@ -166,6 +166,45 @@ def whiptail(whiptail_path) -> np.ndarray:
     return x
 
 
+#: Photos the tiny study model knows: the first of the study's seeded order (``study.photo_order``).
+TINY_STUDY_PHOTOS = 6
+
+
+@pytest.fixture(scope="session")
+def tiny_study_model(tmp_path_factory):
+    """A ``ModelSpec`` of a 32 x 32, 1000-class model file that classifies the study's first photos right.
+
+    Two seeded random convolutions, global pooling, and a softmax layer set in closed form: with F the pooled
+    features of the first ``TINY_STUDY_PHOTOS`` photos, the logits are ``20 F pinv(F)`` on their classes, so
+    photo i's own class leads by 20 (and FGSM at 2 levels fools it). The study's real analysis runs on it in
+    under a second per photo where MobileNetV2 needs a minute of tracing: for the runner's tests (Ray,
+    signals, resuming), whose point is the bookkeeping around the real analysis, not MobileNetV2's numbers.
+    """
+    import keras
+
+    from xai_helpers import study
+    from xai_helpers.study_settings import ModelSpec
+
+    side = 32
+    keras.utils.set_random_seed(7)
+    classes = [int(c) for c in study.photo_order(0)[:TINY_STUDY_PHOTOS]]
+    photos = np.stack([xh.load_image(xh.sample_image(c), size=side) for c in classes])
+    inputs = keras.Input((side, side, 3))
+    hidden = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)
+    hidden = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="last_conv")(hidden)
+    features = keras.layers.GlobalAveragePooling2D(name="pool")(hidden)
+    head = keras.layers.Dense(1000, activation="softmax", name="head")
+    model = keras.Model(inputs, head(features), name="tiny_study")
+    pooled = np.asarray(keras.Model(inputs, features)(keras.ops.convert_to_tensor(photos)), np.float64)
+    kernel = np.zeros((pooled.shape[1], 1000))
+    kernel[:, classes] = 20.0 * np.linalg.pinv(pooled)
+    head.set_weights([kernel.astype(np.float32), np.zeros(1000, np.float32)])
+    assert list(np.asarray(model(keras.ops.convert_to_tensor(photos))).argmax(axis=1)) == classes
+    path = tmp_path_factory.mktemp("tiny_study") / "tiny_study.keras"
+    model.save(path)
+    return ModelSpec(name=str(path))
+
+
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------

@@ -31,6 +31,18 @@ def _pickled_by_value():
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local 2-CPU cluster for this module's in-process tests (``ray_shards`` uses a running cluster and
+    leaves it running; starting one costs 10-20 s on 2 cores)."""
+    from xai_helpers.distributed import _runtime_env
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=_runtime_env(),
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
 def _rows(path):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
@@ -52,13 +64,15 @@ def _dies_on_its_first_shard(marker, model, shard, settings):
 
 
 def test_two_photos_on_a_two_cpu_ray_cluster_give_the_serial_rows_though_a_worker_is_killed(
-        tmp_path, mobilenet, monkeypatch):
+        tmp_path, tiny_study_model, monkeypatch, ray_cluster):
     # Two one-photo shards on two workers: one worker is killed in its shard, which Ray runs again (the
-    # rows' order and bytes are the point; more photos would only repeat the same analysis).
-    serial = study.run_study(2, tmp_path / "serial.csv", SETTINGS, batch_size=1, sanity_photos=0, progress=False)
+    # rows' order and bytes are the point; more photos would only repeat the same analysis). The real
+    # analysis on the tiny study model: each worker loads its own copy, as with MobileNetV2, in seconds.
+    serial = study.run_study(2, tmp_path / "serial.csv", SETTINGS, batch_size=1, sanity_photos=0, progress=False,
+                             model=tiny_study_model)
     monkeypatch.setattr(study, "analyse_batch", functools.partial(_dies_on_its_first_shard, str(tmp_path / "k")))
     distributed = study.run_study(2, tmp_path / "ray.csv", SETTINGS, batch_size=1, sanity_photos=0,
-                                  progress=False, use_ray=True, ray_workers=2)
+                                  progress=False, use_ray=True, ray_workers=2, model=tiny_study_model)
     assert (tmp_path / "k").exists()  # a worker was killed, and Ray ran its shard again
     serial_rows, ray_rows = _rows(serial), _rows(distributed)
     assert len(serial_rows) == 2
@@ -71,7 +85,7 @@ def _always_dies(model, shard):
     return [{"class_index": c} for c in shard]
 
 
-def test_a_shard_whose_worker_keeps_dying_is_set_aside_and_the_others_are_kept():
+def test_a_shard_whose_worker_keeps_dying_is_set_aside_and_the_others_are_kept(ray_cluster):
     from xai_helpers.distributed import RAY_RETRIES, WorkerLost, ray_shards
 
     finished = []

@@ -3,7 +3,7 @@
 The runner's bookkeeping is exercised in subprocesses with a fast, deterministic fake of the per-photo
 analysis (``RUNNER``: the real command line, ``xai_helpers.cli.main``, with ``study.analyse_batch``,
 ``sanity_check`` and ``load_model`` replaced), so that signals land at random points (seeded) of many runs
-within seconds; one short real run checks the same on the real model.
+within seconds; one short real run checks the same on the real analysis (of the tiny study model).
 """
 from __future__ import annotations
 
@@ -137,8 +137,9 @@ def test_kills_at_random_points_over_several_runs_keep_exactly_the_rows_of_an_un
     assert _rows(out) == reference
 
 
-def test_a_real_short_study_interrupted_and_resumed_keeps_its_rows(tmp_path):
-    """The real model on 3 photos with cheap settings: Ctrl-C once the first row is written, then resume."""
+def test_a_real_short_study_interrupted_and_resumed_keeps_its_rows(tmp_path, tiny_study_model):
+    """The real analysis (of the tiny study model) on 3 photos with cheap settings: Ctrl-C once the first row
+    is written, then resume."""
     from xai_helpers import study
 
     cheap = {"ig_steps": 4, "eps_grid_pixels": (2.0,), "study_eps_pixels": 2.0, "pgd_steps": 0,
@@ -153,7 +154,7 @@ def test_a_real_short_study_interrupted_and_resumed_keeps_its_rows(tmp_path):
         Settings = study.StudySettings
         study.StudySettings = lambda: dataclasses.replace(Settings(), **{settings!r})
         sys.argv = ["study", "study", "--photos", "3", "--batch-size", "1", "--sanity-photos", "0",
-                    "--out", sys.argv[1]]
+                    "--model", {tiny_study_model.name!r}, "--out", sys.argv[1]]
         sys.exit(cli.main(prog="study"))
     '''))
     out = tmp_path / "real.csv"

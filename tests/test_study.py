@@ -145,3 +145,16 @@ def test_gradcam_steps_end_in_the_same_map_as_tf_keras_vis(mobilenet, whiptail, 
     steps = gradcam_steps(mobilenet, whiptail, 41, target=target)
     raw = xh.gradcam(mobilenet, whiptail, 41, target=target, normalize=False)
     np.testing.assert_allclose(steps.upsampled, raw, rtol=1e-4, atol=1e-6 * raw.max())
+
+
+def test_the_study_settings_load_without_tensorflow_and_keep_the_attacks_pgd_steps():
+    import subprocess
+    import sys
+
+    from xai_helpers import attacks, study_settings
+
+    assert study_settings.STUDY_PGD_STEPS == attacks.PGD_STEPS == study.StudySettings().pgd_steps
+    code = ("import sys, xai_helpers.study, xai_helpers.cli, xai_helpers.table; "
+            "print('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

@@ -35,10 +35,11 @@ def test_folder_photos_are_sorted_by_name_and_labelled_from_the_csv(folder):
     assert [p.index for p in found] == [0, 1, 2]
 
 
-def test_a_folder_study_keys_rows_by_photo_and_resumes(folder, tmp_path, mobilenet):
+def test_a_folder_study_keys_rows_by_photo_and_resumes(folder, tmp_path, tiny_study_model):
+    # (the real analysis of the tiny study model: the point is which rows are kept, not their numbers)
     photos, labels = folder
     out = study.run_study(2, tmp_path / "folder.csv", SETTINGS, batch_size=2, sanity_photos=0, progress=False,
-                          images=photos, labels=labels)
+                          images=photos, labels=labels, model=tiny_study_model)
     rows = load_table(out).rows
     assert [r["file"] for r in rows] == ["a_cat.jpg", "b_lizard.jpg"]
     assert rows[0]["sha256"] == file_sha256(photos / "a_cat.jpg")
@@ -48,19 +49,21 @@ def test_a_folder_study_keys_rows_by_photo_and_resumes(folder, tmp_path, mobilen
     # A photo added in front of the others: --photos 3 is the first 3 of the sorted folder, so the new photo
     # and the two already analysed; their rows are kept to the cell, the new one analysed (a real run).
     shutil.copy(xh.sample_image("sports_car"), photos / "00new.jpg")
-    study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels)
+    study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels,
+                    model=tiny_study_model)
     rows = load_table(out).rows
     assert [r["file"] for r in rows] == ["00new.jpg", "a_cat.jpg", "b_lizard.jpg"]
     assert all(r == first[r["file"]] for r in rows[1:])
     assert "class_index" not in rows[0] and "clean_correct" not in rows[0] and "fgsm_top1" in rows[0]  # unlabelled
     before = out.read_text()
-    study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels)
+    study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos, labels=labels,
+                    model=tiny_study_model)
     assert out.read_text() == before  # resumed: nothing recomputed, nothing lost
     # A photo whose bytes changed: the table no longer describes the folder, and resuming says which file.
     shutil.copy(xh.sample_image("tabby"), photos / "b_lizard.jpg")
     with pytest.raises(ValueError, match=r"1 photo\(s\) whose bytes changed .*\(b_lizard\.jpg\)"):
         study.run_study(3, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos,
-                        labels=labels)
+                        labels=labels, model=tiny_study_model)
     assert out.read_text() == before
 
 

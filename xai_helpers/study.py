@@ -19,20 +19,41 @@ from pathlib import Path
 
 from .study_photos import (IMAGE_SUFFIXES, SAMPLE_SOURCE, StudyPhoto, folder_photos, folder_source,  # noqa: F401
                            photo_list_sha256)
-from .study_rows import analyse_batch, normalized_entropy, runner_up_share  # noqa: F401
 from .study_settings import *  # noqa: F401,F403  (every setting constant, re-exported)
 from .study_settings import (ModelSpec, StudySettings, photo_order, random_sign_noise,  # noqa: F401
                              settings_for_key)
 from .distributed import WorkerLost
 from .table import (analysed_rows, check_resumable, load_table, read_table, set_aside, table_header,  # noqa: F401
                     write_table)
-# One module per idea; re-exported so that ``study.<name>`` keeps working for the chapters.
-from .detection import detection_auc, high_frequency_energy, transfer_detection_auc  # noqa: F401,E402
-from .faithfulness import (class_probability_curves, curve_auc, deletion_insertion_aucs,  # noqa: F401,E402
-                           deletion_insertion_images, road_scores)
-from .sanity import SANITY_IG_STEPS, SANITY_STAGES, randomize_top_layers, sanity_check  # noqa: F401,E402
-from .summary import binned, bootstrap_ci  # noqa: F401,E402
 
+#: Names re-exported from the modules that load TensorFlow, imported on first use (PEP 562), so that the
+#: runner's bookkeeping (resuming, signals, writing the table) starts in a second, not after TensorFlow's 7 s.
+_LAZY = {"analyse_batch": "study_rows", "normalized_entropy": "study_rows", "runner_up_share": "study_rows",
+         "detection_auc": "detection", "high_frequency_energy": "detection",
+         "transfer_detection_auc": "detection",
+         "class_probability_curves": "faithfulness", "curve_auc": "faithfulness",
+         "deletion_insertion_aucs": "faithfulness", "deletion_insertion_images": "faithfulness",
+         "road_scores": "faithfulness",
+         "SANITY_IG_STEPS": "sanity", "SANITY_STAGES": "sanity", "randomize_top_layers": "sanity",
+         "sanity_check": "sanity",
+         "binned": "summary", "bootstrap_ci": "summary"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import detection, faithfulness, sanity, study_rows, summary   # (written out: the layer test reads them)
+
+        modules = {"detection": detection, "faithfulness": faithfulness, "sanity": sanity, "study_rows": study_rows,
+                   "summary": summary}
+        value = getattr(modules[_LAZY[name]], name)
+        globals()[name] = value   # later lookups (and a test's replacement) go through the module dict
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _current(name: str):
+    """This module's ``name`` as it is now: a replacement a test made, or the lazily imported original."""
+    return getattr(sys.modules[__name__], name)
 
 class StudyInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped ``run_study``; ``rows_kept`` rows are in the table at ``path``."""
@@ -155,9 +176,10 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
                     # (sample photos only: the sanity check loads photos by class index)
                     chosen = [int(r["class_index"]) for r in state["rows"]
                               if photos is None and str(r.get("clean_correct", "")) in ("1", "1.0")]
-                    sanity_rows = sanity_check(model.load(), chosen[:sanity_photos], settings)
+                    sanity_rows = _current("sanity_check")(model.load(), chosen[:sanity_photos], settings)
+                    extra = {"sanity_ig_steps": _current("SANITY_IG_STEPS")}
                     write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
-                                                          {"sanity_ig_steps": SANITY_IG_STEPS}, model=model.load()),
+                                                          extra, model=model.load()),
                                 sanity_rows)
     except StudyInterrupted:
         raise
@@ -221,11 +243,11 @@ def _run_batches(n_photos: int, out: Path, settings: StudySettings, batch_size: 
     todo = [p for p in order if key_of_photo(p) not in done]
     shards = [todo[b:b + batch_size] for b in range(0, len(todo), batch_size)]
     start = time.perf_counter()
-    where = machine_description()
     # Looked up now, not at import: tests replace ``study.analyse_batch`` with a fast fake analysis.
-    analyse = functools.partial(analyse_batch, settings=settings)
+    analyse = functools.partial(_current("analyse_batch"), settings=settings)
     results = (serial_shards(model.load(), shards, analyse) if ray is None else
                ray_shards(shards, analyse, model.load, address=ray[0], workers=ray[1]))
+    where = machine_description()   # after the model is loaded here (it loads TensorFlow, which sees the GPUs)
     with tqdm(total=len(order), initial=len(order) - len(todo), desc="photos", unit="photo",
               disable=not progress, file=sys.stderr) as bar:
         for batch, new, seconds in results:
@@ -251,10 +273,11 @@ def machine_description() -> str:
     import os
     import platform
 
-    import tensorflow as tf
-
     words = [platform.machine(), f"{os.cpu_count()} CPUs"]
-    for gpu in tf.config.list_physical_devices("GPU"):
+    # The GPUs of this process's TensorFlow; a process that never loaded it (a Ray driver, whose workers
+    # compute the rows, or a test's fake analysis) computed nothing on one, and loading it costs 7 s.
+    tf = sys.modules.get("tensorflow")
+    for gpu in tf.config.list_physical_devices("GPU") if tf is not None else ():
         words.append(tf.config.experimental.get_device_details(gpu).get("device_name", "GPU"))
     return ", ".join(words)
 

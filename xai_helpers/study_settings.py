@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .attacks import PGD_STEPS
 from .data import sample_photos
 
 EPS_GRID_PIXELS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -21,6 +20,9 @@ ATTACK_NAMES = ("fgsm", "pgd", "tpgd")  # (tpgd: PGD towards a seeded random tar
 #: completeness error this costs is recorded per map (``ig_reldelta_*``) and shown in the chapter.
 STUDY_IG_STEPS = 32
 STUDY_IG_METHOD = "trapezoid"
+#: PGD steps of the study's attacks: ``attacks.PGD_STEPS``, the attacks' default, written out here so that
+#: the settings (and the runner's bookkeeping) load without TensorFlow; a test keeps the two equal.
+STUDY_PGD_STEPS = 10
 #: Deletion/insertion: pixels are removed (replaced by the blurred photo) or inserted in this many equal
 #: steps, most important first; the table also holds the area from every other point (``_auc_half``), so
 #: that the chapter measures whether this many steps is enough.
@@ -54,7 +56,7 @@ class StudySettings:
     intervention_random_masks: int = INTERVENTION_RANDOM_MASKS
     #: PGD (Madry et al. 2018) beside FGSM on the eps grid: this many steps of eps/4, random start seeded
     #: per photo; 0 leaves PGD out.
-    pgd_steps: int = PGD_STEPS
+    pgd_steps: int = STUDY_PGD_STEPS
     #: ROAD's faithfulness numbers for the photos among the first this many of the study order.
     road_photos: int = ROAD_PHOTOS
     #: How Grad-CAM's 7 x 7 map is brought to the photo's size (``gradcam.UPSAMPLINGS``): "half_pixel",
