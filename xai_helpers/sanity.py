@@ -15,6 +15,7 @@ from .compare import compare_maps, to_2d
 from .data import load_image, sample_image
 from .gradcam import gradcam
 from .integrated_gradients import integrated_gradients_batch
+from .study_settings import SANITY_IG_STEPS
 
 SEED = 0
 
@@ -46,11 +47,6 @@ SANITY_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("+block_16", ("block_16_expand", "block_16_depthwise", "block_16_project")),
     ("+block_15", ("block_15_expand", "block_15_depthwise", "block_15_project")),
 )
-
-
-#: IG steps of the sanity check: the map only needs to be compared with itself before and after
-#: randomisation, so half the study's steps do (recorded in the sanity table's header).
-SANITY_IG_STEPS = 16
 
 
 def sanity_check(model, class_indices: Sequence[int], settings,

@@ -20,8 +20,8 @@ from pathlib import Path
 from .study_photos import (IMAGE_SUFFIXES, SAMPLE_SOURCE, StudyPhoto, folder_photos, folder_source,  # noqa: F401
                            photo_list_sha256)
 from .study_settings import *  # noqa: F401,F403  (every setting constant, re-exported)
-from .study_settings import (ModelSpec, StudySettings, photo_order, random_sign_noise,  # noqa: F401
-                             settings_for_key)
+from .study_settings import (SANITY_IG_STEPS, ModelSpec, StudySettings, photo_order,  # noqa: F401
+                             random_sign_noise, settings_for_key)
 from .distributed import WorkerLost
 from .table import (analysed_rows, check_resumable, load_table, read_table, set_aside, table_header,  # noqa: F401
                     write_table)
@@ -34,7 +34,7 @@ _LAZY = {"analyse_batch": "study_rows", "normalized_entropy": "study_rows", "run
          "class_probability_curves": "faithfulness", "curve_auc": "faithfulness",
          "deletion_insertion_aucs": "faithfulness", "deletion_insertion_images": "faithfulness",
          "road_scores": "faithfulness",
-         "SANITY_IG_STEPS": "sanity", "SANITY_STAGES": "sanity", "randomize_top_layers": "sanity",
+         "SANITY_STAGES": "sanity", "randomize_top_layers": "sanity",
          "sanity_check": "sanity",
          "binned": "summary", "bootstrap_ci": "summary"}
 
@@ -177,7 +177,7 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
                     chosen = [int(r["class_index"]) for r in state["rows"]
                               if photos is None and str(r.get("clean_correct", "")) in ("1", "1.0")]
                     sanity_rows = _current("sanity_check")(model.load(), chosen[:sanity_photos], settings)
-                    extra = {"sanity_ig_steps": _current("SANITY_IG_STEPS")}
+                    extra = {"sanity_ig_steps": SANITY_IG_STEPS}
                     write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
                                                           extra, model=model.load()),
                                 sanity_rows)

@@ -23,6 +23,9 @@ STUDY_IG_METHOD = "trapezoid"
 #: PGD steps of the study's attacks: ``attacks.PGD_STEPS``, the attacks' default, written out here so that
 #: the settings (and the runner's bookkeeping) load without TensorFlow; a test keeps the two equal.
 STUDY_PGD_STEPS = 10
+#: IG steps of the sanity check (``sanity.sanity_check``): the map only needs to be compared with itself
+#: before and after randomisation, so half the study's steps do (recorded in the sanity table's header).
+SANITY_IG_STEPS = 16
 #: Deletion/insertion: pixels are removed (replaced by the blurred photo) or inserted in this many equal
 #: steps, most important first; the table also holds the area from every other point (``_auc_half``), so
 #: that the chapter measures whether this many steps is enough.
