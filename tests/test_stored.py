@@ -108,7 +108,7 @@ def test_the_package_source_and_the_weights_enter_the_key(chapter, tmp_path, mon
     plain = ChapterStore("demo", folder=chapter, store_dir=tmp_path)
     with_model = ChapterStore("demo", linear.model, folder=chapter, store_dir=tmp_path)
     assert plain.key("e", {}) != with_model.key("e", {})
-    monkeypatch.setattr(stored, "package_digest", lambda: "another package")
+    monkeypatch.setattr(stored, "package_digest", lambda roots=None: "another package")
     assert ChapterStore("demo", folder=chapter, store_dir=tmp_path).key("e", {}) != plain.key("e", {})
 
 
@@ -136,3 +136,12 @@ def test_dropped_fields_are_none_whether_computed_or_read_and_stay_out_of_the_fi
     for value in (computed, read):
         assert value["FGSM"].soft_masks is None and value["FGSM"].masks.dtype == bool
     assert len(json.loads((tmp_path / "demo" / "entry.json").read_text())["arrays"]) == 6
+
+
+def test_the_package_digest_follows_the_imports_of_the_chapters_modules_and_no_others():
+    used = stored.used_modules(["sufficiency"])
+    assert {"sufficiency", "interventions", "model", "passes"} <= set(used)
+    assert not {"cli", "study", "table", "distributed"} & set(used)
+    assert stored.used_modules(["interventions"]) == sorted(set(stored.used_modules(["interventions"])))
+    assert stored.package_digest(["sufficiency"]) != stored.package_digest(["sufficiency", "cli"])
+    assert stored.package_digest(["sufficiency"]) == stored.package_digest(["sufficiency"])

@@ -7,7 +7,8 @@ kept value only when its key is unchanged. The key is a SHA-256 of
 
 * the chapter's code: every code cell of ``<name>.md`` (or its notebook ``<name>.ipynb``) in the working
   folder, as saved (the prose is left out, so editing a sentence keeps the results);
-* the package: the source of every ``xai_helpers`` module;
+* the package: the source of the ``xai_helpers`` modules the chapter imported, and of every module those
+  import, directly or not (``package_digest``);
 * the model: the SHA-256 of its weights (``weights_fingerprint``);
 * the versions of NumPy, SciPy, TensorFlow, Keras and tf-keras-vis;
 * the ``settings`` the cell passes, and the names in ``drop`` (fields of the value's dataclasses that the
@@ -26,6 +27,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -51,12 +53,49 @@ def _version(distribution: str) -> str:
         return "absent"
 
 
-def package_digest() -> str:
-    """SHA-256 of the source of every module of ``xai_helpers`` (path and bytes, in sorted order)."""
+def package_imports(module: str) -> set[str]:
+    """Return the package's modules that ``module`` imports (``from . import x``, ``from .x import y``, inside
+    functions too: the lazy imports count), read from the source."""
+    import ast
+
+    path = _PACKAGE_DIR / f"{module}.py"
+    names = {p.stem for p in _PACKAGE_DIR.glob("*.py")}
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+    return found & names - {module}
+
+
+def used_modules(roots: Sequence[str]) -> list[str]:
+    """Return ``roots`` and every package module they import, directly or not (sorted)."""
+    seen: set[str] = set()
+    todo = [r for r in roots if (_PACKAGE_DIR / f"{r}.py").is_file()]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(package_imports(module) - seen)
+    return sorted(seen)
+
+
+def package_digest(roots: Sequence[str] | None = None) -> str:
+    """SHA-256 of the source (name and bytes) of the package modules ``used_modules(roots)``; every module's
+    when ``roots`` is None. A chapter's roots are the modules it has imported, and ``__init__``'s public
+    names, so an edit of the command line or the study runner keeps a single-photo chapter's results."""
+    modules = sorted(p.stem for p in _PACKAGE_DIR.glob("*.py")) if roots is None else used_modules(roots)
     digest = hashlib.sha256()
-    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
-        digest.update(str(path.relative_to(_PACKAGE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for module in modules:
+        digest.update(module.encode() + b"\0" + (_PACKAGE_DIR / f"{module}.py").read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _chapter_roots() -> list[str]:
+    """The package modules imported in this process so far, and those behind ``xai_helpers``'s lazy names."""
+    import xai_helpers
+
+    loaded = [name.split(".", 1)[1] for name in sys.modules if name.startswith("xai_helpers.")]
+    return sorted({"__init__", *loaded, *xai_helpers._PUBLIC.values()})
 
 
 def chapter_code(chapter: str, folder: Path | str = ".") -> str:
@@ -166,7 +205,7 @@ class ChapterStore:
         self.chapter = chapter
         self.directory = Path(store_dir or STORE_DIR) / chapter
         self.base_key = {"chapter code": hashlib.sha256(chapter_code(chapter, folder).encode()).hexdigest(),
-                         "package": package_digest(),
+                         "package": package_digest(_chapter_roots()),
                          "weights": [weights_fingerprint(m)["sha256"] for m in models],
                          "versions": {d: _version(d) for d in _VERSIONED}}
 
@@ -201,4 +240,5 @@ class ChapterStore:
         return decode(document)   # the same value whether computed or read
 
 
-__all__ = ["STORE_DIR", "ChapterStore", "chapter_code", "decode", "encode", "package_digest"]
+__all__ = ["STORE_DIR", "ChapterStore", "chapter_code", "decode", "encode", "package_digest", "package_imports",
+           "used_modules"]
