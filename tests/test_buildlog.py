@@ -18,3 +18,23 @@ def test_without_a_terminal_a_note_is_dropped_silently(monkeypatch, capfd):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # fileno() raises io.UnsupportedOperation
     note("nowhere to go")
     assert sys.stderr.getvalue() == "" and capfd.readouterr().err == ""
+
+
+def test_a_note_from_a_chapter_run_by_nbmake_reaches_the_log_and_not_the_notebook(tmp_path):
+    """As ``make`` runs a chapter: ``pytest --nbmake -s`` (ipykernel then leaves fd 2 uncaptured)."""
+    import json
+    import subprocess
+
+    import jupytext
+
+    notebook = jupytext.reads("```{code-cell} ipython3\nfrom xai_helpers.buildlog import note\n"
+                              "note('chapter: a long cell starts')\n```\n", fmt="md:myst")
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "chapter.ipynb"
+    jupytext.write(notebook, path)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", "--nbmake",
+                          "--overwrite", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"\[\d\d:\d\d:\d\d\] chapter: a long cell starts", run.stdout + run.stderr)
+    outputs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert outputs == []
