@@ -238,6 +238,17 @@ def test_help_and_version_answer_in_under_a_second_without_tensorflow():
     assert min(seconds) < 1.0, seconds
 
 
+def test_a_missing_or_unreadable_photo_is_refused_before_tensorflow_loads(tmp_path):
+    # (a class name needs the label file, which comes through Keras's loader, so it is checked after)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a JPEG")
+    code = ("import sys; from xai_helpers.cli import main\n"
+            f"codes = [main(['explain', {str(tmp_path / 'none.jpg')!r}]), main(['explain', {str(text)!r}])]\n"
+            "print(codes, 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.stdout.strip().splitlines()[-1] == "[2, 2] False", proc.stderr
+
+
 def test_help_lists_the_exit_statuses():
     text = build_parser("x")._subparsers._group_actions[0].choices["explain"].format_help()
     assert "3 the targeted attack missed" in " ".join(text.split())

@@ -25,6 +25,7 @@ from .integrated_gradients import (DEFAULT_BATCH_SIZE, DEFAULT_METHOD, DEFAULT_S
                                    integrated_gradients_batch)
 from .interventions import (DEFAULT_RANDOM_MASKS, PerturbationCurve, attack_attribution, perturbation_curves,
                             signed_map)
+from .memory import release_freed_memory
 
 ATTACKS = ("fgsm", "pgd", "targeted")
 Progress = Callable[[str], None] | None
@@ -196,10 +197,10 @@ def explain_photo(model, x: np.ndarray, eps: float, target_class: int | None = N
     for name, (gc_target, ig_target) in target_sets.items():
         stage(f"Grad-CAM ({gc_target})")
         cams, _ = explain(model, pair, classes, "gradcam", gc_target)
-        _release_freed_memory()
+        release_freed_memory()
         stage(f"IG ({ig_target}, {ig.steps} steps)")
         ig_maps, igs = explain(model, pair, classes, "ig", ig_target, ig)
-        _release_freed_memory()  # what IG freed goes back to the system before the next stage
+        release_freed_memory()  # what IG freed goes back to the system before the next stage
         maps[name] = (cams, ig_maps)
         comparisons[name] = (compare_maps(cams[0], cams[1]), compare_maps(ig_maps[0], ig_maps[1]))
         explanations.append({"targets": name, "method": "gradcam", "target": gc_target,
@@ -220,28 +221,13 @@ def explain_photo(model, x: np.ndarray, eps: float, target_class: int | None = N
         intervention = intervene(model, x, adv, classes[0], classes[1], ranked, fractions=fractions,
                                  n_random=n_random, batch_size=ig.batch_size)
         causal = intervention.summary()
-        _release_freed_memory()
+        release_freed_memory()
     return PhotoExplanation(clean_top, adv, adv_top, maps, comparisons, explanations, intervention, causal)
 
 
 def _ig_numbers(result: IGResult) -> dict[str, float]:
     return {"class_index": result.class_index, "f_x": result.f_x, "f_baseline": result.f_baseline,
             "delta": result.delta, "relative_delta": result.relative_delta}
-
-
-def _release_freed_memory() -> None:
-    """Return the C heap's freed memory to the system (glibc's ``malloc_trim``; a no-op elsewhere).
-
-    TensorFlow frees a gradient pass's buffers to the C heap, which keeps them, so the next stage (the
-    figure) would stack its memory on top; trimming lowered ``explain``'s peak by ~300 MB.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 __all__ = ["ATTACKS", "IGSettings", "Intervention", "PhotoExplanation", "attack", "explain", "explain_photo",
