@@ -72,6 +72,16 @@ def test_the_minimal_region_keeps_at_least_its_starting_ranking(linear, lowering
     assert not result.flips.any() or np.isfinite(result.smallest_flipping_area)
 
 
+def _scan(model, x, adv, ranking, c):
+    """Brute force: the first count of ranking's top pixels that flips c (every count tried), and the flips."""
+    order = np.argsort(-ranking.ravel(), kind="stable")
+    masks = np.zeros((65, 64), np.float32)
+    for n in range(65):
+        masks[n, order[:n]] = 1
+    flips = sufficiency.top1(model, restrict(x, adv, masks.reshape(65, 8, 8))) != c
+    return (int(np.argmax(flips)) / 64 if flips[-1] and not flips[0] else float("nan")), flips
+
+
 def test_the_smallest_flipping_fraction_by_bisection_equals_a_scan(linear, rng):
     x = rng.uniform(-0.5, 0.5, LINEAR_SHAPE).astype(np.float32)
     z = linear.logits(x)
@@ -79,14 +89,45 @@ def test_the_smallest_flipping_fraction_by_bisection_equals_a_scan(linear, rng):
     w = (linear.W[:, c] - linear.W[:, k]).reshape(LINEAR_SHAPE)
     adv = np.clip(x - 0.3 * np.sign(w), -1, 1).astype(np.float32)
     ranking = -(w * (adv - x)).sum(axis=-1)
-    order = np.argsort(-ranking.ravel(), kind="stable")
-    masks = np.zeros((65, 64), np.float32)
-    for n in range(65):
-        masks[n, order[:n]] = 1
-    flips = sufficiency.top1(linear.model, restrict(x, adv, masks.reshape(65, 8, 8))) != c
+    scan, flips = _scan(linear.model, x, adv, ranking, c)
     assert not flips[0] and flips[-1] and np.all(np.diff(flips.astype(int)) >= 0)  # monotone here
-    scan = int(np.argmax(flips)) / 64
     assert sufficiency.smallest_flipping_fraction(linear.model, x, adv, ranking, c) == scan
+
+
+def test_batched_bisections_equal_each_photos_own_and_cost_one_pass_per_open_search_a_round(linear, rng):
+    from xai_helpers import passes
+
+    xs, advs, rankings, classes = [], [], [], []
+    for _ in range(5):
+        x = rng.uniform(-0.5, 0.5, LINEAR_SHAPE).astype(np.float32)
+        z = linear.logits(x)
+        c, k = [int(i) for i in np.argsort(z)[::-1][:2]]
+        w = (linear.W[:, c] - linear.W[:, k]).reshape(LINEAR_SHAPE)
+        adv = np.clip(x - rng.uniform(0.2, 0.4) * np.sign(w), -1, 1).astype(np.float32)
+        xs.append(x), advs.append(adv), classes.append(c)
+        rankings.append(-(w * (adv - x)).sum(axis=-1) + rng.normal(0, 1e-3, (8, 8)))  # orders differ per photo
+    advs[2] = xs[2].copy()  # an attack that did not flip: nothing to bisect
+    with passes.counting() as tally:
+        batched = sufficiency.smallest_flipping_fractions(linear.model, np.stack(xs), np.stack(advs),
+                                                          np.stack(rankings), classes)
+    expected = [_scan(linear.model, x, a, r, c)[0] for x, a, r, c in zip(xs, advs, rankings, classes)]
+    np.testing.assert_array_equal(batched, expected)
+    assert np.isnan(batched[2]) and np.isfinite(np.delete(batched, 2)).all()
+    for i in (0, 1, 3, 4):
+        assert sufficiency.smallest_flipping_fraction(linear.model, xs[i], advs[i], rankings[i], classes[i]) == batched[i]
+    # two end images per photo, then one image per open search in each of log2(64) = 6 rounds
+    forward = sum(kinds["forward"] for kinds in tally.totals().values())
+    assert forward == 2 * 5 + 4 * 6
+
+
+def test_batched_bisections_refuse_mismatched_inputs(linear, lowering, one_sentence):
+    x, adv, c, _ = lowering
+    with pytest.raises(ValueError) as excinfo:
+        sufficiency.smallest_flipping_fractions(linear.model, np.stack([x, x]), np.stack([adv]),
+                                                np.ones((2, 8, 8)), [c, c])
+    one_sentence(excinfo, "as many adversarial images")
+    with pytest.raises(ValueError):
+        sufficiency.smallest_flipping_fractions(linear.model, x[None], adv[None], np.ones((1, 4, 4)), [c])
 
 
 def test_smallest_flipping_fraction_refuses_an_attack_that_did_not_flip(linear, lowering, one_sentence):
