@@ -40,7 +40,7 @@ def main() -> None:
                          f"{args.photos}.")
     model = xh.load_model()
     start = time.perf_counter()
-    rows = sanity_check(model, chosen, book.settings)
+    rows = sanity_check(model, chosen, book.settings, progress=True)
     out = Path(table).with_name(Path(table).stem + "_sanity.csv")
     header = table_header(book.settings, len(chosen), "sanity check",
                           {"sanity_ig_steps": SANITY_IG_STEPS, "gradcam_upsampling": "half_pixel"}, model=model)

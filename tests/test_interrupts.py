@@ -39,7 +39,7 @@ RUNNER = textwrap.dedent('''
             rows.append(row)
         return rows
 
-    def sanity_check(model, chosen, settings):
+    def sanity_check(model, chosen, settings, progress=False):
         time.sleep(DELAY)
         return [{"class_index": c, "stage": "logits", "gc_spearman": 0.5} for c in chosen]
 

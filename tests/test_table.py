@@ -189,7 +189,7 @@ def fake_study(monkeypatch):
         return fake_rows(class_indices, settings)
 
     monkeypatch.setattr(study, "analyse_batch", analyse_batch)
-    monkeypatch.setattr(study, "sanity_check", lambda model, chosen, settings: [
+    monkeypatch.setattr(study, "sanity_check", lambda model, chosen, settings, progress=False: [
         {"class_index": c, "stage": "logits"} for c in chosen])
     monkeypatch.setattr("xai_helpers.model.load_model", lambda *a, **k: None)
     return calls

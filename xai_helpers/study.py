@@ -176,7 +176,8 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
                     # (sample photos only: the sanity check loads photos by class index)
                     chosen = [int(r["class_index"]) for r in state["rows"]
                               if photos is None and str(r.get("clean_correct", "")) in ("1", "1.0")]
-                    sanity_rows = _current("sanity_check")(model.load(), chosen[:sanity_photos], settings)
+                    sanity_rows = _current("sanity_check")(model.load(), chosen[:sanity_photos], settings,
+                                                           progress=progress)
                     extra = {"sanity_ig_steps": SANITY_IG_STEPS}
                     write_table(sanity_path, table_header(settings, len(chosen[:sanity_photos]), "sanity check",
                                                           extra, model=model.load()),
