@@ -45,6 +45,20 @@ def test_road_removes_the_asked_share_most_or_least_relevant_first():
     assert changed_lerf[:5].any() and not changed_lerf[-5:].any()
 
 
+@pytest.mark.parametrize("cores", [1, 3])
+def test_road_images_on_several_cores_equal_one_imputation_after_another(monkeypatch, cores):
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-0.5, 0.5, (20, 24, 3))
+    saliency = rng.normal(size=x.shape[:2])
+    monkeypatch.setattr(ff.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    images = ff.road_images(x, saliency, [0.1, 0.3, 0.5, 0.7], most_relevant_first=False, seed=[0, 7])
+    order = np.argsort(-saliency.ravel(), kind="stable")[::-1]
+    for image, f in zip(images, [0.1, 0.3, 0.5, 0.7]):
+        removed = np.zeros(order.size, bool)
+        removed[order[:int(round(f * order.size))]] = True
+        np.testing.assert_array_equal(image, ff.noisy_linear_imputation(x, removed.reshape(x.shape[:2]), seed=[0, 7]))
+
+
 def test_normalised_curve_divides_by_the_intact_score_and_rejects_a_zero_one():
     np.testing.assert_allclose(ff.normalised_curve([0.6, 0.3], 0.6), [1.0, 0.5])
     with pytest.raises(ValueError):
