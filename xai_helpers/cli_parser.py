@@ -163,11 +163,13 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
         sub = commands.add_parser("study", help="run the many-photo study on the ImageNet sample photos",
                                   description="Run the many-photo study and write its CSV tables (resumable: "
                                               "run the same command again to continue). Measured on two CPU "
-                                              "cores (bare MobileNetV2 gradient rate 29-40 images/s in that run): "
-                                              "about 30 s per photo among the first 400 (with ROAD) and 24 s after "
-                                              "them, about 7.3 h for all 1000; with --model MobileNet --alpha 0.75 "
-                                              "--size 192, 16 s and 10 s (3.5 h); peak memory about 4.1 GB at the "
-                                              "default batch of 8; benchmarks/study_cost.py measures it on your "
+                                              "cores (bare MobileNetV2 rates 76-89 images/s forward, 40-45 "
+                                              "forward+backward): about 22 s per photo among the first 400 "
+                                              "(with ROAD) and 18 s after them, about 5.4 h for all 1000; with "
+                                              "--model MobileNet --alpha 0.75 --size 192, 15 s and 11 s (3.5 h); "
+                                              "peak memory about 4.1 GB at the default batch of 8, and about "
+                                              "6.6 GB during a 100-photo sanity check; "
+                                              "benchmarks/study_cost.py measures it on your "
                                               "machine.",
                                   epilog="exit status: 0 done (photos that could not be read are rows "
                                          "with status 'error', counted on stderr); 1 a Ray worker kept dying "
