@@ -53,8 +53,16 @@ def test_the_second_network_s_table_reads_without_a_sanity_table_and_names_its_a
     v1 = study_book.load_study("study_mobilenet_v1.csv", sanity=None)
     assert v1.sanity.empty and "MobileNet" in v1.model_name
     assert list(v1.attacks) == ["fgsm", "pgd", "tpgd"]          # the current settings add targeted PGD
-    assert list(study_book.load_study().attacks) == ["fgsm", "pgd"]  # the earlier table has no targeted columns
+    assert list(study_book.load_study().attacks) == ["fgsm", "pgd", "tpgd"]  # so does MobileNetV2's table
     assert (v1.fooled["tpgd"].tpgd_fooled == 1).all()
+
+
+def test_a_table_without_targeted_columns_names_only_the_untargeted_attacks(book):
+    # A table of the earlier settings (before targeted PGD) reads, and its chapters see two attacks.
+    untargeted = [{k: v for k, v in row.items() if not k.startswith("tpgd_")} for row in book.rows]
+    earlier = study_book.StudyBook(book.meta, untargeted, book.n_skipped, {}, [])
+    assert list(earlier.attacks) == ["fgsm", "pgd"]
+    assert set(earlier.fooled) == {"fgsm", "pgd"}
 
 
 def test_class_share_is_the_control_s_lost_overlap_over_the_attacked_map_s(book):
