@@ -18,6 +18,11 @@ weights the two kinds of batch by their share of the 1000 photos.
 
     python benchmarks/study_cost.py [--batches 1] [--batch-size 8] [--model MobileNet --alpha 0.75 --size 192]
     python benchmarks/study_cost.py --gradcam-engine tf-keras-vis     # the study's Grad-CAM before the engine
+    python benchmarks/study_cost.py --scope issue-17                  # the smaller study of issue 17's time
+
+``--scope issue-17`` runs the study as it was when issue 17 measured "today's cost" (no necessity tests, no
+targeted PGD, no logit faithfulness: the settings that tables made before them record as False), so that
+the engine's speed-up can be measured on the same work.
 """
 from __future__ import annotations
 
@@ -28,6 +33,13 @@ from collections import defaultdict
 import numpy as np
 
 import common
+
+
+#: The study's work at each scope, as settings that differ from the defaults.
+SCOPES = {
+    "default": {},
+    "issue-17": {"necessity_tests": False, "targeted_pgd": False, "logit_faithfulness": False},
+}
 
 
 def bare_rates(model, batch: int = common.BATCH):
@@ -70,6 +82,8 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=None)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--gradcam-engine", default="compiled", choices=("compiled", "tf-keras-vis"))
+    parser.add_argument("--scope", default="default", choices=tuple(SCOPES),
+                        help="the study's default work, or the smaller study that issue 17 measured")
     args = parser.parse_args()
 
     from xai_helpers import passes, study, study_rows
@@ -79,7 +93,8 @@ def main() -> None:
     print(common.machine())
     model = ModelSpec(args.model, "imagenet", args.alpha, args.size).load()
     print(f"model {args.model} (alpha {args.alpha}, size {args.size}); Grad-CAM engine {args.gradcam_engine}")
-    settings = study.StudySettings()
+    settings = study.StudySettings(**SCOPES[args.scope])
+    print(f"scope {args.scope}: {SCOPES[args.scope] or 'the default settings'}")
     order = [int(c) for c in study.photo_order(settings.seed)]
     rates = bare_rates(model)
     # Warm-up, not counted: a whole batch of the ROAD subset that is not measured, so that every compiled
@@ -127,7 +142,7 @@ def main() -> None:
     inside = settings.road_photos / 1000
     measured = inside * per_kind["ROAD subset"][0] + (1 - inside) * per_kind["outside it"][0]
     ideal_photo = inside * per_kind["ROAD subset"][1] + (1 - inside) * per_kind["outside it"][1]
-    print(f"study_cost model={args.model} seconds_per_photo={measured:.2f} ideal_seconds_per_photo={ideal_photo:.2f} "
+    print(f"study_cost model={args.model} scope={args.scope} seconds_per_photo={measured:.2f} ideal_seconds_per_photo={ideal_photo:.2f} "
           f"study_vs_ideal_ratio={ideal_photo / measured:.2f} hours_for_1000={1000 * measured / 3600:.2f}")
 
 
