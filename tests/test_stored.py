@@ -112,6 +112,17 @@ def test_the_package_source_and_the_weights_enter_the_key(chapter, tmp_path, mon
     assert ChapterStore("demo", folder=chapter, store_dir=tmp_path).key("e", {}) != plain.key("e", {})
 
 
+def test_one_entry_kept_for_two_models_is_two_files_each_read_back(chapter, tmp_path, linear, cam_net):
+    stores = {name: ChapterStore("demo", model, folder=chapter, store_dir=tmp_path)
+              for name, model in (("linear", linear.model), ("cam", cam_net.model))}
+    for name, store in stores.items():
+        store("entry", lambda: name)
+    assert stores["linear"].path("entry") != stores["cam"].path("entry")
+    assert sorted(p.name.count(".") for p in (tmp_path / "demo").iterdir()) == [2, 2]   # entry.<sha>.json
+    for name, store in stores.items():   # neither run overwrote the other's file
+        assert store("entry", lambda: pytest.fail("computed again")) == name
+
+
 def test_a_missing_chapter_or_an_unreadable_file_says_what_to_do(chapter, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"neither other\.md nor other\.ipynb is in"):
         ChapterStore("other", folder=chapter)

@@ -235,3 +235,16 @@ def test_the_whiptail_fgsm_perturbation_is_redundant(mobilenet, whiptail):
     assert front_verdict.removed_share > 0.3
     shares = effect_shares(mobilenet, x, adv, np.stack([front]), 41)
     assert shares[0] == pytest.approx(front_verdict.kept_share)
+
+
+def test_the_index_shown_is_the_smallest_flipping_area_or_else_the_largest():
+    def regions(areas, flips):
+        n = len(areas)
+        zeros = np.zeros(n)
+        return sufficiency.MinimalRegions(np.array(areas), np.zeros((n, 2, 2), bool), zeros, zeros, zeros,
+                                          np.array(flips), None)
+
+    assert regions([0.02, 0.05, 0.1, 0.2], [False, True, True, True]).flipping_or_largest_index == 1
+    assert regions([0.2, 0.1, 0.05], [True, True, False]).flipping_or_largest_index == 1   # any order of areas
+    nothing = regions([0.02, 0.05, 0.1, 0.2], [False] * 4)
+    assert np.isnan(nothing.smallest_flipping_area) and nothing.flipping_or_largest_index == 3

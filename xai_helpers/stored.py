@@ -2,7 +2,7 @@
 
 A chapter's heaviest cells (hundreds of perturbation curves, optimised masks, IG budget sweeps) cost
 minutes, and every build of the book ran them again. ``ChapterStore(name, model)(entry, compute)`` runs
-``compute()`` once and keeps its value in ``results/chapters/<name>/<entry>.json``; a later run returns the
+``compute()`` once and keeps its value in ``results/chapters/<name>/<entry>.<sha>.json``; a later run returns the
 kept value only when its key is unchanged. The key is a SHA-256 of
 
 * the chapter's code: every code cell of ``<name>.md`` (or its notebook ``<name>.ipynb``) in the working
@@ -15,7 +15,9 @@ kept value only when its key is unchanged. The key is a SHA-256 of
   chapter does not use: left out of the file, and None whether computed or read).
 
 Any change of those computes the entry again (and overwrites the file), so a kept value is what the same
-code gives on the same data; no value is kept across a change. The file is JSON: arrays as base64 of their
+code gives on the same data; no value is kept across a change. The file's name carries the weights' SHA-256
+(its first 12 digits, ``<entry>.<sha>.json``), so one entry computed for two models is two files, not one
+file that each model's run overwrites. The file is JSON: arrays as base64 of their
 zlib-compressed bytes (exact, dtype and shape kept), dataclasses and named tuples of this package by name,
 so it can be read without running anything from it (no pickle). Progress lines (read, computing, computed)
 go to the build's log (``buildlog.note``), not into the book.
@@ -40,7 +42,7 @@ import numpy as np
 from .buildlog import note
 from .paths import RESULTS_DIR
 
-#: Where the kept results go: ``results/chapters/<chapter>/<entry>.json``.
+#: Where the kept results go: ``results/chapters/<chapter>/<entry>.<weights sha256[:12]>.json``.
 STORE_DIR = RESULTS_DIR / "chapters"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _VERSIONED = ("numpy", "scipy", "tensorflow-cpu", "keras", "tf-keras-vis")
@@ -204,17 +206,23 @@ class ChapterStore:
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         self.chapter = chapter
         self.directory = Path(store_dir or STORE_DIR) / chapter
+        weights = [weights_fingerprint(m)["sha256"] for m in models]
         self.base_key = {"chapter code": hashlib.sha256(chapter_code(chapter, folder).encode()).hexdigest(),
                          "package": package_digest(_chapter_roots()),
-                         "weights": [weights_fingerprint(m)["sha256"] for m in models],
+                         "weights": weights,
                          "versions": {d: _version(d) for d in _VERSIONED}}
+        self._suffix = "".join(f".{sha[:12]}" for sha in weights) + ".json"
+
+    def path(self, entry: str) -> Path:
+        """Where ``entry`` is kept: ``<store_dir>/<chapter>/<entry>[.<weights sha256[:12]> ...].json``."""
+        return self.directory / f"{entry}{self._suffix}"
 
     def key(self, entry: str, settings: Mapping[str, Any]) -> str:
         document = {**self.base_key, "entry": entry, "settings": encode(dict(settings))}
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
     def __call__(self, entry: str, compute: Callable[[], Any], drop: Sequence[str] = (), **settings: Any) -> Any:
-        path = self.directory / f"{entry}.json"
+        path = self.path(entry)
         key = self.key(entry, {**settings, "dropped fields": sorted(drop)})
         if path.is_file():
             try:
@@ -233,7 +241,7 @@ class ChapterStore:
         document = {"key": key, "seconds": round(seconds, 1), "computed": time.strftime("%Y-%m-%d"),
                     "settings": {k: repr(v) for k, v in settings.items()}, **encode(value, drop)}
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".json.tmp")
+        temporary = path.with_name(path.name + ".tmp")
         temporary.write_text(json.dumps(document))
         temporary.replace(path)
         note(f"{self.chapter}/{entry}: computed in {seconds:.0f} s, kept in {path}")

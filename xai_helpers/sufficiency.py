@@ -173,6 +173,12 @@ class MinimalRegions:
         flipping = self.areas[self.flips]
         return float(flipping.min()) if flipping.size else float("nan")
 
+    @property
+    def flipping_or_largest_index(self) -> int:
+        """The index of the smallest area whose region flips the label, or of the largest area if none does."""
+        smallest = self.smallest_flipping_area
+        return int(np.argmax(self.areas == smallest)) if not np.isnan(smallest) else int(np.argmax(self.areas))
+
 
 def _to_logits(masks: np.ndarray, side: int) -> np.ndarray:
     """Low-resolution logits whose upsampled sigmoid approximates each mask (A, H, W) in [0, 1]."""
