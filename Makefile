@@ -13,7 +13,7 @@ BOOK_FLAGS := -W -n --keep-going
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help book pdf tex executed test unit notebooks browser lab lint-workflows sync clean
+.PHONY: help book pdf tex executed run-chapters test unit notebooks browser lab lint-workflows sync clean
 
 help:  ## list the targets
 	@echo "Targets (run from the repository root; the first use creates $(VENV)/ from requirements.txt):"
@@ -47,7 +47,16 @@ $(LAB_SETTINGS): $(STAMP)
 # or a results table changed; a chapter that fails leaves no executed notebook behind.
 EXECUTED := _executed
 CHAPTERS := $(shell grep -l '^jupytext:' book/*.md)
-EXECUTED_NOTEBOOKS := $(patsubst book/%.md,$(EXECUTED)/book/%.ipynb,$(CHAPTERS))
+# Chapters run CHAPTER_JOBS at a time (default: one per core). A chapter keeps about one core busy (its kernel
+# traces TensorFlow functions in Python most of its time: 0.9-1.3 cores measured), so two at once on 2 cores
+# took 96 s where one after the other took 135 s (attack and explaining, 2026-12-04). The slowest chapters
+# start first, so that no long one is left running alone at the end.
+CHAPTER_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SLOW_CHAPTERS := study_methods explainers interventions explaining softmax_vs_logits pixels
+CHAPTER_NAMES := $(patsubst book/%.md,%,$(CHAPTERS))
+CHAPTER_NAMES := $(foreach c,$(SLOW_CHAPTERS),$(filter $(c),$(CHAPTER_NAMES))) \
+                 $(filter-out $(SLOW_CHAPTERS),$(CHAPTER_NAMES))
+EXECUTED_NOTEBOOKS := $(patsubst %,$(EXECUTED)/book/%.ipynb,$(CHAPTER_NAMES))
 # The tables the chapters read (not every results/*.csv: a study running into another table must not make
 # every chapter stale).
 BOOK_INPUTS := $(wildcard xai_helpers/*.py) $(wildcard results/study.csv results/study_sanity.csv results/ig_ranks_attacked.csv results/ig_ranks_clean.csv)
@@ -63,10 +72,15 @@ $(EXECUTED)/_config.yml: _config.yml $(BOOK_COPY) $(STAMP)
 	    c["exclude_patterns"] = [p for p in c["exclude_patterns"] if p != "book/*.ipynb"]; \
 	    yaml.safe_dump(c, open(sys.argv[2], "w"), sort_keys=False)' _config.yml $@
 
+# While a chapter runs, a line every 30 s says so (a chapter can run for minutes between its own lines), and
+# every line of its run starts with [chapter], so that two chapters running at once read apart.
 $(EXECUTED)/book/%.ipynb: book/%.md $(BOOK_INPUTS) | $(EXECUTED)/_config.yml $(KERNEL_CONFIG)
 	@echo "== running chapter $* (nbmake) =="
 	$(BIN)/jupytext --quiet --to ipynb --output $@ $<
-	@start=$$(date +%s); $(NBMAKE) $@ || { rm -f $@; exit 1; }; \
+	@start=$$(date +%s); rm -f $@.failed; \
+	    ( while sleep 30; do echo "== chapter $* still running ($$(( $$(date +%s) - start )) s) =="; done ) & \
+	    beat=$$!; { $(NBMAKE) $@ 2>&1 || touch $@.failed; } | sed -u 's/^/  [$*] /'; kill $$beat 2>/dev/null; \
+	    if [ -e $@.failed ]; then rm -f $@ $@.failed; echo "== chapter $* FAILED =="; exit 1; fi; \
 	    echo "== chapter $* ran in $$(( $$(date +%s) - start )) s =="
 
 # The second network's table is read by its own chapter only (the others quote that chapter through glue).
@@ -74,13 +88,17 @@ $(EXECUTED)/book/study_networks.ipynb: $(wildcard results/study_mobilenet_v1.csv
 
 executed: $(EXECUTED_NOTEBOOKS) $(EXECUTED)/_config.yml  ## run the chapters that changed with nbmake, keeping their outputs in _executed/
 
-book: executed  ## execute the chapters that changed and build the HTML report in _build/html
+# book and pdf run the chapters that changed CHAPTER_JOBS at a time (make book CHAPTER_JOBS=1: one by one).
+run-chapters: $(STAMP)
+	@$(MAKE) --no-print-directory -j$(CHAPTER_JOBS) executed
+
+book: run-chapters  ## execute the chapters that changed and build the HTML report in _build/html
 	$(BIN)/jupyter-book build $(EXECUTED) --path-output . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
 # The PDF: Sphinx's LaTeX writer and XeLaTeX (the TeX Live packages of make tex), from the same executed
 # notebooks. It is copied into the HTML's _static/, where every page's sidebar links to it.
-pdf: executed  ## build the PDF of the book in _build/latex/book.pdf (needs TeX Live with XeLaTeX)
+pdf: run-chapters  ## build the PDF of the book in _build/latex/book.pdf (needs TeX Live with XeLaTeX)
 	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || { \
 	    echo "make pdf needs XeLaTeX and latexmk: run make tex (Debian/Ubuntu) or install $(TEX_PACKAGES)"; exit 1; }
 	$(BIN)/jupyter-book build $(EXECUTED) --path-output . --builder pdflatex $(BOOK_FLAGS)
@@ -96,9 +114,10 @@ tex:  ## install the TeX Live packages make pdf needs (Debian/Ubuntu apt-get)
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(TEX_PACKAGES)
 
-# Both halves keep the 2 cores busy already (the unit tests average 1.9 cores: 1250 CPU-s in 10.8 min), so
-# running them in parallel does not pay: pytest-xdist -n 2 with one TensorFlow thread per worker took 14.8 min
-# against 10.8 serial, and two chapters at once (make -j2 executed) slowed each 2-4x (measured 2026-12-02, beside a study niced to 19).
+# The unit tests keep the 2 cores busy already (1250 CPU-s in 10.8 min): pytest-xdist -n 2 with one TensorFlow
+# thread per worker took 14.8 min against 10.8 serial (2026-12-02). The chapters do not (about one core each),
+# so they run CHAPTER_JOBS at a time (see CHAPTER_JOBS above; an earlier measurement that found two at once
+# slower had a study running beside them).
 # One execution of every chapter serves every check: nbmake fails on any cell error, the HTML build on any
 # warning (-W), the PDF build on any LaTeX error; then the browser test reads that HTML and the PDF test that PDF.
 test: $(STAMP) $(KERNEL_CONFIG)  ## unit tests, every chapter under nbmake, the HTML and PDF books, their checks
