@@ -72,14 +72,19 @@ $(EXECUTED)/_config.yml: _config.yml $(BOOK_COPY) $(STAMP)
 	    c["exclude_patterns"] = [p for p in c["exclude_patterns"] if p != "book/*.ipynb"]; \
 	    yaml.safe_dump(c, open(sys.argv[2], "w"), sort_keys=False)' _config.yml $@
 
+# $(call HEARTBEAT,SECONDS,WHAT): in a recipe that has set start=$$(date +%s), a background loop that prints
+# "== WHAT still running (N s) ==" every SECONDS; kill it with kill $$beat (its sleep goes with it, so nothing
+# keeps the output pipe open after make ends).
+HEARTBEAT = ( trap 'kill $$s 2>/dev/null; exit 0' TERM; while :; do sleep $(1) & s=$$!; wait $$s; \
+              echo "== $(2) still running ($$(( $$(date +%s) - start )) s) =="; done ) & beat=$$!
+
 # While a chapter runs, a line every 30 s says so (a chapter can run for minutes between its own lines), and
 # every line of its run starts with [chapter], so that two chapters running at once read apart.
 $(EXECUTED)/book/%.ipynb: book/%.md $(BOOK_INPUTS) | $(EXECUTED)/_config.yml $(KERNEL_CONFIG)
 	@echo "== running chapter $* (nbmake) =="
 	$(BIN)/jupytext --quiet --to ipynb --output $@ $<
 	@start=$$(date +%s); rm -f $@.failed; \
-	    ( while sleep 30; do echo "== chapter $* still running ($$(( $$(date +%s) - start )) s) =="; done ) & \
-	    beat=$$!; { $(NBMAKE) $@ 2>&1 || touch $@.failed; } | sed -u 's/^/  [$*] /'; kill $$beat 2>/dev/null; \
+	    $(call HEARTBEAT,30,chapter $*); { $(NBMAKE) $@ 2>&1 || touch $@.failed; } | sed -u 's/^/  [$*] /'; kill $$beat 2>/dev/null; \
 	    if [ -e $@.failed ]; then rm -f $@ $@.failed; echo "== chapter $* FAILED =="; exit 1; fi; \
 	    echo "== chapter $* ran in $$(( $$(date +%s) - start )) s =="
 
@@ -114,16 +119,21 @@ tex:  ## install the TeX Live packages make pdf needs (Debian/Ubuntu apt-get)
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(TEX_PACKAGES)
 
-# The unit tests keep the 2 cores busy already (1250 CPU-s in 10.8 min): pytest-xdist -n 2 with one TensorFlow
-# thread per worker took 14.8 min against 10.8 serial (2026-12-02). The chapters do not (about one core each),
-# so they run CHAPTER_JOBS at a time (see CHAPTER_JOBS above; an earlier measurement that found two at once
-# slower had a study running beside them).
+# The unit tests and the chapters run side by side. The unit tests alone keep 1.4 of 2 cores busy (measured
+# from /proc/stat over their 555 s on 2026-12-04; pytest-xdist -n 2 was slower still, 14.8 min against 10.8
+# on 2026-12-02, as each worker traces the real model again), and the chapters CHAPTER_JOBS at a time fill
+# the rest. Every unit-test line starts with [unit], and a line every 60 s says they are still running.
 # One execution of every chapter serves every check: nbmake fails on any cell error, the HTML build on any
 # warning (-W), the PDF build on any LaTeX error; then the browser test reads that HTML and the PDF test that PDF.
+UNIT_TESTS := $(PYTEST) tests --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
 test: $(STAMP) $(KERNEL_CONFIG)  ## unit tests, every chapter under nbmake, the HTML and PDF books, their checks
-	$(PYTEST) tests --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
 	rm -rf _build $(EXECUTED)
-	$(MAKE) --no-print-directory pdf
+	@failed=$$(mktemp); start=$$(date +%s); echo "== unit tests (lines [unit]) and chapters run side by side =="; \
+	    $(call HEARTBEAT,60,unit tests); { $(UNIT_TESTS) 2>&1 || echo failed > $$failed; } | sed -u 's/^/  [unit] /' & unit=$$!; \
+	    $(MAKE) --no-print-directory pdf; built=$$?; wait $$unit; kill $$beat 2>/dev/null; \
+	    echo "== unit tests ended after $$(( $$(date +%s) - start )) s =="; \
+	    if [ -s $$failed ]; then rm -f $$failed; echo "== unit tests FAILED (see the [unit] lines) =="; exit 1; fi; \
+	    rm -f $$failed; exit $$built
 	$(MAKE) --no-print-directory book
 	$(PYTEST) tests/test_browser.py tests/test_pdf.py -v
 
