@@ -5,6 +5,7 @@ The tests use whatever ``KERAS_HOME`` the environment gives (CI seeds an offline
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import NamedTuple
 
@@ -12,6 +13,29 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
+
+# --------------------------------------------------------------------------------------------------
+# Ctrl-C as at a terminal
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_as_at_a_terminal():
+    """Give this test run, and so every command it starts, SIGINT as an interactive shell gives it.
+
+    A test run started in the background by a non-interactive shell (``make ... &``, ``cmd &`` in a CI
+    script) inherits SIGINT *ignored*, and ``exec`` passes an ignored signal on: the command-line runs
+    that the Ctrl-C tests start would then rightly ignore their Ctrl-C and finish with status 0 (seen on
+    2026-12-04: a Ray study's Ctrl-C test failed this way whenever the unit tests ran in the background).
+    A Python handler, unlike an ignored signal, is reset to the default at ``exec``, so the commands
+    start as they would from a terminal.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    signal.signal(signal.SIGINT, previous)
+
 
 # --------------------------------------------------------------------------------------------------
 # Tiny models with known answers

@@ -128,8 +128,8 @@ def test_sigterm_and_ctrl_c_stop_a_ray_study_with_exit_130_and_its_rows_kept(sto
     deadline = time.monotonic() + 300
     while not out.exists() and proc.poll() is None and time.monotonic() < deadline:  # until the first rows
         time.sleep(0.2)
-    # The signal is sent only once rows exist and the study is still running. Under heavy load (the unit tests
-    # beside the chapters) a run once ended with status 0 and no message; the cause was not established.
+    # The signal is sent only once rows exist and the study is still running. (The child starts with SIGINT
+    # as at a terminal: conftest's _sigint_as_at_a_terminal.)
     assert out.exists() and proc.poll() is None, "the study wrote no rows within 300 s, or ended before the signal"
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=120)
