@@ -13,7 +13,7 @@ BOOK_FLAGS := -W -n --keep-going
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help book pdf tex executed run-chapters test unit notebooks browser lab lint-workflows sync clean
+.PHONY: help book pdf tex executed run-chapters test unit unit-job notebooks browser lab lint-workflows sync clean
 
 help:  ## list the targets
 	@echo "Targets (run from the repository root; the first use creates $(VENV)/ from requirements.txt):"
@@ -120,19 +120,31 @@ tex:  ## install the TeX Live packages make pdf needs (Debian/Ubuntu apt-get)
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(TEX_PACKAGES)
 
-# The unit tests run first, then the chapters CHAPTER_JOBS at a time. Running the unit tests beside the
-# chapters was measured too (2026-12-04, 2 slow cores): make test 15.6 min against 18.6, as the unit tests
-# alone keep only 1.4 of 2 cores busy, but under that load a Ray study's Ctrl-C test failed (the run ended
-# with status 0), so they stay apart. pytest-xdist -n 2 was slower still (14.8 min against 10.8 for the
-# unit tests on 2026-12-02: each worker traces the real model again).
+# make test runs the unit tests as one more job of the chapters' pool: CHAPTER_JOBS jobs at a time (one per
+# core), the unit tests first, then the chapters slowest first. The unit tests alone keep only 1.4 of 2 cores
+# busy (/proc/stat, 2026-12-04), so a chapter beside them fills the rest. Every unit-test line starts with
+# [unit], and a line every 30 s says they are still running. (A Ray study's Ctrl-C test once failed this way:
+# a background job inherits SIGINT ignored; tests/conftest.py now gives the test run SIGINT as at a terminal.)
+# pytest-xdist -n 2 was slower (14.8 min against 10.8 for the unit tests on 2026-12-02: each worker traces the
+# real model again).
 # One execution of every chapter serves every check: nbmake fails on any cell error, the HTML build on any
 # warning (-W), the PDF build on any LaTeX error; then the browser test reads that HTML and the PDF test that PDF.
+UNIT_TESTS := $(PYTEST) tests --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
 test: $(STAMP) $(KERNEL_CONFIG)  ## unit tests, every chapter under nbmake, the HTML and PDF books, their checks
-	$(PYTEST) tests --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
 	rm -rf _build $(EXECUTED)
+	@echo "== unit tests (lines [unit]) and chapters ([chapter]), $(CHAPTER_JOBS) at a time =="
+	@$(MAKE) --no-print-directory -j$(CHAPTER_JOBS) unit-job executed
 	$(MAKE) --no-print-directory pdf
 	$(MAKE) --no-print-directory book
 	$(PYTEST) tests/test_browser.py tests/test_pdf.py -v
+
+# The unit tests as a job of make test's pool (a failure fails make test, after the jobs already running end).
+unit-job: $(STAMP)
+	@start=$$(date +%s); failed=$$(mktemp); \
+	    $(call HEARTBEAT,30,unit tests); { $(UNIT_TESTS) 2>&1 || echo failed > $$failed; } | sed -u 's/^/  [unit] /'; \
+	    kill $$beat 2>/dev/null; echo "== unit tests ended after $$(( $$(date +%s) - start )) s =="; \
+	    if [ -s $$failed ]; then rm -f $$failed; echo "== unit tests FAILED (see the [unit] lines) =="; exit 1; fi; \
+	    rm -f $$failed
 
 unit: $(STAMP)  ## unit, command-line and real-model tests only (no book)
 	$(PYTEST) tests --ignore=tests/test_browser.py

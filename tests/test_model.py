@@ -88,3 +88,26 @@ def test_scores_model_rejects_unknown_target(linear, one_sentence):
     with pytest.raises(ValueError) as excinfo:
         scores_model(linear.model, "probs")
     one_sentence(excinfo, "target")
+
+
+def test_inference_fn_is_traced_once_and_gives_the_model_s_outputs_and_gradients(linear, rng):
+    import tensorflow as tf
+
+    from xai_helpers.model import inference_fn
+
+    x = tf.constant(rng.uniform(-1, 1, size=(3, 8, 8, 3)).astype(np.float32))
+    logits = logits_model(linear.model)
+    model_pass = inference_fn(logits)
+    assert inference_fn(logits) is model_pass  # one trace per Keras model
+    np.testing.assert_allclose(model_pass(x).numpy(), logits(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
+
+    @tf.function
+    def gradient_of_class_1(images):  # as the methods call it: inside their own compiled function
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            score = tf.reduce_sum(model_pass(images)[:, 1])
+        return tape.gradient(score, images)
+
+    # The logits are linear in x: the gradient of z_1 is W's column 1 for every image.
+    expected = np.broadcast_to(linear.W[:, 1].reshape(8, 8, 3), (3, 8, 8, 3))
+    np.testing.assert_allclose(gradient_of_class_1(x).numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from . import passes
 from ._validate import check_class_index, check_eps, check_image
-from .model import input_shape, logits_model, num_classes, probabilities
+from .model import inference_fn, input_shape, logits_model, num_classes, probabilities
 
 #: Default attack strength: one pixel level (eps = 2/255 ~ 0.0078 model units), the smallest perturbation
 #: that survives saving the image as 8-bit; the TensorFlow FGSM tutorial's eps = 0.01 is 1.3 levels.
@@ -39,7 +39,7 @@ def _loss_gradient_sign_fn(model):
     """Return a compiled ``(x[B,H,W,C], labels[B]) -> sign(grad_x J)`` for ``model`` (cached)."""
     if model in _SIGN_FNS:
         return _SIGN_FNS[model]
-    logits = logits_model(model)
+    logits = inference_fn(logits_model(model))
     spec = tf.TensorSpec((None, *input_shape(model)), tf.float32)
 
     @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
@@ -48,7 +48,7 @@ def _loss_gradient_sign_fn(model):
             tape.watch(x)
             # J = -log softmax(z)_y, computed from the logits z for numerical stability: it is the
             # same function as the cross-entropy of the softmax output, without log(0) when p_y -> 1.
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits(x, training=False))
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits(x))
         return tf.sign(tape.gradient(loss, x))
 
     _SIGN_FNS[model] = sign_of_loss_gradient

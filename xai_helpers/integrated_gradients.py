@@ -48,7 +48,7 @@ from scipy import ndimage
 
 from . import passes
 from ._validate import check_class_index, check_image
-from .model import input_shape, num_classes, scores_model
+from .model import inference_fn, input_shape, num_classes, scores_model
 
 METHODS = ("riemann_right", "trapezoid", "gauss_legendre")
 BASELINES = ("black", "zeros", "blur")
@@ -124,7 +124,7 @@ class _PathIntegrator:
     def __init__(self, model, target: str):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
-        scores = scores_model(model, "softmax" if target == "softmax" else "logits")
+        scores = inference_fn(scores_model(model, "softmax" if target == "softmax" else "logits"))
         margin = target == "margin"
         image = tf.TensorSpec((None, *input_shape(model)), tf.float32)
         vector = tf.TensorSpec((None,), tf.float32)
@@ -132,7 +132,7 @@ class _PathIntegrator:
         scalar = tf.TensorSpec((), tf.int32)
 
         def class_scores(points, class_per_point, contrast_per_point):
-            out = scores(points, training=False)
+            out = scores(points)
             chosen = tf.gather(out, class_per_point, axis=1, batch_dims=1)
             if margin:
                 chosen -= tf.gather(out, contrast_per_point, axis=1, batch_dims=1)

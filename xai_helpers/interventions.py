@@ -45,7 +45,7 @@ from ._validate import check_class_index, check_image, check_map
 from .compare import top_mask
 from .integrated_gradients import (ADAPTIVE_MAX_STEPS, ADAPTIVE_TOLERANCE, DEFAULT_BATCH_SIZE, IGResult,
                                    adaptive_integrated_gradients_batch, integrated_gradients_batch)
-from .model import input_shape, logits_model, num_classes
+from .model import inference_fn, input_shape, logits_model, num_classes
 
 #: Fractions of the pixels at which a perturbation curve is sampled (0 to 1 in steps of 0.05).
 DEFAULT_FRACTIONS = tuple(np.round(np.linspace(0.0, 1.0, 21), 4))
@@ -62,11 +62,11 @@ _LOGIT_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _logit_fn(model):
     """Return a compiled ``images[N, H, W, C] -> logits[N, classes]`` for ``model`` (traced once)."""
     if model not in _LOGIT_FNS:
-        logits = logits_model(model)
+        logits = inference_fn(logits_model(model))
 
         @tf.function(input_signature=[tf.TensorSpec((None, *input_shape(model)), tf.float32)])
         def forward(images):
-            return logits(images, training=False)
+            return logits(images)
 
         _LOGIT_FNS[model] = forward
     return _LOGIT_FNS[model]

@@ -30,7 +30,7 @@ import numpy as np
 
 from .data import cached_get_file, keras_home
 # Re-exported: ``model.weights_fingerprint``, ``model.probabilities``, ... keep working.
-from .forward import (PREDICT_BATCH, Prediction, input_shape, logits_model, num_classes, predict,  # noqa: F401
+from .forward import (PREDICT_BATCH, Prediction, inference_fn, input_shape, logits_model, num_classes, predict,  # noqa: F401
                       probabilities, probabilities_and_logits, scores_model)
 from .labels import CLASS_INDEX_FILE, _read_labels, class_labels  # noqa: F401
 from .provenance import (_LABELS, _PROVENANCE, DEFAULT_MODEL, MOBILENET_V1_WEIGHTS_FILE,  # noqa: F401

@@ -36,7 +36,7 @@ from . import passes
 from ._validate import check_class_index, check_image, check_map
 from .compare import top_mask
 from .interventions import _check_pair, effect_shares, logits, restrict
-from .model import input_shape, logits_model, num_classes
+from .model import inference_fn, input_shape, logits_model, num_classes
 
 #: Areas (fractions of the pixels) at which ``minimal_region`` optimises a mask.
 DEFAULT_AREAS = (0.02, 0.05, 0.1, 0.2)
@@ -234,7 +234,7 @@ def minimal_region(model, x: np.ndarray, adv: np.ndarray, class_index: int, cont
 
 def _optimise(model, x, adv, c, k, logits0, targets, steps, learning_rate, area_weight) -> np.ndarray:
     """Descend on the low-resolution mask logits of every area at once; return the smooth masks (A, H, W)."""
-    logits_of = logits_model(model)
+    logits_of = inference_fn(logits_model(model))
     height, width = input_shape(model)[:2]
     xt, delta = tf.constant(x[None]), tf.constant((adv - x)[None])
     f = _margin_fn(logits_of, c, k)
@@ -274,7 +274,7 @@ def _optimise(model, x, adv, c, k, logits0, targets, steps, learning_rate, area_
 
 def _margin_fn(logits_of, c: int, k: int | None):
     def f(images):
-        z = logits_of(images, training=False)
+        z = logits_of(images)
         return z[:, c] - (z[:, k] if k is not None else 0.0)
     return f
 
