@@ -66,7 +66,7 @@ CHAPTER_NAMES := $(foreach c,$(SLOW_CHAPTERS),$(filter $(c),$(CHAPTER_NAMES))) \
 EXECUTED_NOTEBOOKS := $(patsubst %,$(EXECUTED)/book/%.ipynb,$(CHAPTER_NAMES))
 # The tables the chapters read (not every results/*.csv: a study running into another table must not make
 # every chapter stale).
-BOOK_INPUTS := $(wildcard xai_helpers/*.py) $(wildcard results/study.csv results/study_sanity.csv results/ig_ranks_attacked.csv results/ig_ranks_clean.csv)
+BOOK_INPUTS := $(wildcard xai_helpers/*.py xai_helpers/*/*.py) $(wildcard results/study.csv results/study_sanity.csv results/ig_ranks_attacked.csv results/ig_ranks_clean.csv)
 NBMAKE := $(PYTEST) -v -s --nbmake --nbmake-timeout=900 --overwrite --durations=1 -o testpaths=
 BOOK_COPY := _toc.yml book/references.bib book/glossary.md $(wildcard book/_static/*) $(wildcard book/_templates/*)
 

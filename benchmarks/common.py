@@ -16,11 +16,13 @@ import numpy as np
 
 # Importing the package first loads TensorFlow with its start-up log silenced (xai_helpers.__init__).
 import xai_helpers  # noqa: F401,E402
+from xai_helpers.classifier.forward import CHUNK  # noqa: E402
 
 #: Sample photos used by the benchmarks (ImageNet class indices): whiptail (the report's photo), tabby
 #: cat, golden retriever, sports car; chosen for variety, fixed so that runs are comparable.
 PHOTO_CLASSES = (41, 281, 207, 817)
-BATCH = 32
+#: Images per bare batched pass: the package's own chunk size, so "bare" is the rate its passes could reach.
+BATCH = CHUNK
 
 
 def machine() -> str:
@@ -69,7 +71,7 @@ def bare_gradient(model, target: str = "softmax", batch: int = BATCH):
     """Return a compiled ``(points[batch, 224, 224, 3], classes[batch]) -> d score / d points``."""
     import tensorflow as tf
 
-    from xai_helpers.model import scores_model
+    from xai_helpers.classifier.forward import scores_model
 
     scores = scores_model(model, target)
 

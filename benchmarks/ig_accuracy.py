@@ -27,9 +27,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 METHODS = ("riemann_right", "trapezoid", "gauss_legendre", "nonuniform")
 #: Segments of the non-uniform schedule (Bhat & Raychowdhury 2023 probe F at their ends).
@@ -51,9 +50,9 @@ def evals_to_reach(errors: dict[int, float], tolerance: float = TOLERANCE) -> fl
 
 def nonuniform_schedule(model, x: np.ndarray, c: int, target: str, n: int, segments: int = SEGMENTS):
     """Return the nodes and weights (summing to 1) of the non-uniform schedule for n gradient evaluations."""
-    from xai_helpers.integrated_gradients import make_baseline
-    from xai_helpers.interventions import scores
-    from xai_helpers.model import probabilities
+    from xai_helpers.classifier.forward import probabilities
+    from xai_helpers.methods.integrated_gradients import make_baseline
+    from xai_helpers.methods.interventions import scores
 
     baseline = make_baseline(x)
     bounds = np.linspace(0.0, 1.0, segments + 1)
@@ -78,7 +77,7 @@ def nonuniform_ig(model, x: np.ndarray, c: int, target: str, n: int) -> float:
     """Return the relative completeness error of IG with the non-uniform schedule of n evaluations."""
     import tensorflow as tf
 
-    from xai_helpers.integrated_gradients import _integrator, make_baseline
+    from xai_helpers.methods.integrated_gradients import _integrator, make_baseline
 
     nodes, weights = nonuniform_schedule(model, x, c, target, n)
     attributions, f_x, f_base = _integrator(model, target).integrate(
@@ -155,7 +154,7 @@ def adaptive_cases(model, photos) -> list[tuple[int, float]]:
     ``adaptive_integrated_gradients_batch`` doubles a nested trapezoid rule (17, 33, 65, ... nodes, every
     earlier gradient reused) until |delta| <= 1% of |F(x) - F(x')|, per image.
     """
-    from xai_helpers.integrated_gradients import adaptive_integrated_gradients_batch
+    from xai_helpers.methods.integrated_gradients import adaptive_integrated_gradients_batch
 
     print("\nadaptive rule (nested trapezoid doubling until |delta| <= 1%), black baseline:")
     print(f"{'photo':18}{'target':9}{'evaluations':>12}{'error':>9}{'seconds':>9}")

@@ -19,9 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def main() -> None:
@@ -35,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import xai_helpers as xh
-    from xai_helpers.compare import compare_maps, to_2d
-    from xai_helpers.integrated_gradients import integrated_gradients_batch
-    from xai_helpers.study import photo_order
+    from xai_helpers.methods.compare import compare_maps, to_2d
+    from xai_helpers.methods.integrated_gradients import integrated_gradients_batch
+    from xai_helpers.study.settings import photo_order
 
     print(common.machine())
     out = args.out or xh.results_path("study.csv").parent / "ig_ranks_clean.csv"

@@ -19,9 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def main() -> None:
@@ -33,12 +32,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import xai_helpers as xh
-    from xai_helpers.attacks import pixels_to_eps
-    from xai_helpers.study_rows import untargeted_images
-    from xai_helpers.compare import compare_maps, to_2d
-    from xai_helpers.integrated_gradients import integrated_gradients_batch
-    from xai_helpers.study_book import load_study
-    from xai_helpers.study_settings import photo_order
+    from xai_helpers.chapters.study_tables import load_study
+    from xai_helpers.methods.attacks import pixels_to_eps
+    from xai_helpers.methods.compare import compare_maps, to_2d
+    from xai_helpers.methods.integrated_gradients import integrated_gradients_batch
+    from xai_helpers.study.rows import untargeted_images
+    from xai_helpers.study.settings import photo_order
 
     print(common.machine(), flush=True)
     book = load_study()

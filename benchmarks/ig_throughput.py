@@ -4,10 +4,11 @@ Three ways of spending the same number of gradient evaluations of MobileNetV2 on
 measured interleaved (one round = one timing of each, so that load from other processes hits all three
 alike), after a warm-up call of each; the median over rounds is reported:
 
-* bare: the compiled batched gradient of one class score w.r.t. a (32, 224, 224, 3) input, nothing else
-  (``common.bare_gradient``), called steps/32 times;
-* ig: ``xai_helpers.integrated_gradients(model, x, 41, steps=steps)`` (trapezoid, batch 32, black
-  baseline), i.e. path points, gradients, weighted sum, end points, checks and the NumPy round trip;
+* bare: the compiled batched gradient of one class score w.r.t. a (CHUNK, 224, 224, 3) input, nothing
+  else (``common.bare_gradient``), called steps/CHUNK times (``forward.CHUNK``, the package's one chunk size);
+* ig: ``xai_helpers.methods.integrated_gradients(model, x, 41, steps=steps)`` (trapezoid, chunks of CHUNK
+  points, black baseline), i.e. path points, gradients, weighted sum, end points, checks and the NumPy
+  round trip;
 * per-step: the straightforward loop of the TensorFlow IG tutorial's formula, one compiled batch-1
   gradient per alpha, accumulated in Python (and, with ``--eager``, the same loop without
   ``tf.function``).
@@ -21,9 +22,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     import tensorflow as tf
 
     import xai_helpers as xh
-    from xai_helpers.model import scores_model
+    from xai_helpers.classifier.forward import scores_model
 
     print(common.machine())
     model = xh.load_model()
@@ -56,7 +56,7 @@ def main() -> None:
         return g
 
     def run_ig():
-        return xh.integrated_gradients(model, x, c, target="softmax", steps=steps, batch_size=batch)
+        return xh.integrated_gradients(model, x, c, target="softmax", steps=steps)
 
     scores = scores_model(model, "softmax")
     one = common.bare_gradient(model, "softmax", 1)
@@ -82,8 +82,8 @@ def main() -> None:
             total += eager_gradient(tf.constant((baseline + a * (x - baseline))[None])).numpy()[0]
         return (x - baseline) * total / steps
 
-    contenders = {"bare pass (batch 32, compiled)": run_bare,
-                  "integrated_gradients (batch 32)": run_ig,
+    contenders = {f"bare pass (batch {batch}, compiled)": run_bare,
+                  f"integrated_gradients (chunks of {batch})": run_ig,
                   "per-step loop (batch 1, compiled)": run_per_step}
     if args.eager:
         contenders["per-step loop (batch 1, eager)"] = run_eager
@@ -97,7 +97,7 @@ def main() -> None:
               flush=True)
 
     rate = {name: steps / common.median(t) for name, t in times.items()}
-    bare_name = "bare pass (batch 32, compiled)"
+    bare_name = f"bare pass (batch {batch}, compiled)"
     # Paired ratio: each round's bare time over the contender's time in the same round, then the median;
     # this cancels slow drifts in the machine's load better than a ratio of medians.
     paired = {name: common.median(np.divide(times[bare_name], t)) for name, t in times.items()}
@@ -106,7 +106,7 @@ def main() -> None:
     for name, t in times.items():
         print(f"{name:36}{common.median(t):>9.2f}{rate[name]:>9.1f}{paired[name]:>9.2f}{min(t):>8.2f}")
     print("('vs bare' = median over rounds of bare time / this time, both measured in the same round)")
-    print(f"\nig_vs_bare_ratio {paired['integrated_gradients (batch 32)']:.2f}")
+    print(f"\nig_vs_bare_ratio {paired[f'integrated_gradients (chunks of {batch})']:.2f}")
 
 
 if __name__ == "__main__":

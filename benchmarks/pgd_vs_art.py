@@ -1,4 +1,4 @@
-"""Seconds per PGD batch of ``xai_helpers.attacks.pgd_batch`` against ART's ``ProjectedGradientDescent``.
+"""Seconds per PGD batch of ``xai_helpers.methods.attacks.pgd_batch`` against ART's ``ProjectedGradientDescent``.
 
 Both attack the same batch of sample photos on MobileNetV2 with the same settings: L-infinity, untargeted,
 the cross-entropy of each photo's own class, ``--eps`` pixel levels (default one level, the package's
@@ -23,9 +23,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
-import numpy as np
-
 import common
+import numpy as np
 
 #: Sample photos (ImageNet class indices): the four of ``common.PHOTO_CLASSES`` and four more, fixed.
 PHOTOS = (*common.PHOTO_CLASSES, 1, 340, 409, 954)
@@ -44,8 +43,8 @@ def main() -> None:
     import tensorflow as tf
 
     import xai_helpers as xh
-    from xai_helpers.attacks import PGD_STEP_FRACTION, PGD_STEPS, pgd_batch
-    from xai_helpers.model import logits_model
+    from xai_helpers.classifier.forward import logits_model
+    from xai_helpers.methods.attacks import PGD_STEP_FRACTION, PGD_STEPS, pgd_batch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # ART: "PyTorch not found" (optional modules)

@@ -22,15 +22,14 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def analyse(model, x: np.ndarray, steps: int) -> dict:
     """Run the per-photo analysis on one image; return its numbers (so nothing is optimised away)."""
     import xai_helpers as xh
-    from xai_helpers.integrated_gradients import integrated_gradients_batch
+    from xai_helpers.methods.integrated_gradients import integrated_gradients_batch
 
     clean_top = xh.predict(model, x)
     adv = xh.fgsm(model, x, eps=xh.pixels_to_eps(1))

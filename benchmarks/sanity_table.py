@@ -27,9 +27,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import xai_helpers as xh
-    from xai_helpers.sanity import SANITY_IG_STEPS, sanity_check
-    from xai_helpers.study_book import load_study
-    from xai_helpers.table import table_header, write_table
+    from xai_helpers.chapters.study_tables import load_study
+    from xai_helpers.study.sanity import sanity_check
+    from xai_helpers.study.settings import SANITY_IG_STEPS
+    from xai_helpers.study.table import table_header, write_table
 
     print(common.machine(), flush=True)
     table = args.table or xh.results_path("study.csv")

@@ -5,7 +5,7 @@ from the study's seeded order: ``--batches`` batches of ``--batch-size`` photos 
 (the first ``road_photos`` of the order) and as many outside it, after one uncounted warm-up batch (the
 last photos of the ROAD subset: the study traces its functions once per run, not once per photo). Every
 model pass is counted by stage
-(``xai_helpers.passes``: images sent forward only, and forward and back) and every stage timed. Around
+(``xai_helpers.classifier.passes``: images sent forward only, and forward and back) and every stage timed. Around
 every batch it times the bare compiled batched forward pass and forward+backward pass of the same model
 (batch 32, nothing around them), so each stage has an *ideal* time measured under the same machine load::
 
@@ -30,10 +30,11 @@ import argparse
 import time
 from collections import defaultdict
 
+import common
 import numpy as np
 
-import common
-
+from xai_helpers.study.rows import analyse_batch
+from xai_helpers.study.settings import StudySettings, photo_order
 
 #: The study's work at each scope, as settings that differ from the defaults.
 SCOPES = {
@@ -46,7 +47,7 @@ def bare_rates(model, batch: int = common.BATCH):
     """Return a function measuring (forward images/s, forward+backward images/s) of ``model`` right now."""
     import tensorflow as tf
 
-    from xai_helpers.model import input_shape, logits_model
+    from xai_helpers.classifier.forward import input_shape, logits_model
 
     logits = logits_model(model)
     spec = tf.TensorSpec((None, *input_shape(model)), tf.float32)
@@ -86,20 +87,21 @@ def main() -> None:
                         help="the study's default work, or the smaller study that issue 17 measured")
     args = parser.parse_args()
 
-    from xai_helpers import passes, study, study_rows
-    from xai_helpers.study_settings import ModelSpec
+    from xai_helpers.classifier import passes
+    from xai_helpers.study import rows as study_rows
+    from xai_helpers.study.settings import ModelSpec
 
     study_rows.STUDY_GRADCAM_ENGINE = args.gradcam_engine
     print(common.machine())
     model = ModelSpec(args.model, "imagenet", args.alpha, args.size).load()
     print(f"model {args.model} (alpha {args.alpha}, size {args.size}); Grad-CAM engine {args.gradcam_engine}")
-    settings = study.StudySettings(**SCOPES[args.scope])
+    settings = StudySettings(**SCOPES[args.scope])
     print(f"scope {args.scope}: {SCOPES[args.scope] or 'the default settings'}")
-    order = [int(c) for c in study.photo_order(settings.seed)]
+    order = [int(c) for c in photo_order(settings.seed)]
     rates = bare_rates(model)
     # Warm-up, not counted: a whole batch of the ROAD subset that is not measured, so that every compiled
     # function is traced and every batch shape's kernels are set up once, as they are once per study run.
-    study.analyse_batch(model, order[settings.road_photos - args.batch_size:settings.road_photos], settings)
+    analyse_batch(model, order[settings.road_photos - args.batch_size:settings.road_photos], settings)
     per_kind: dict = {}
     for kind, start in (("ROAD subset", 0), ("outside it", settings.road_photos)):
         seconds = defaultdict(float)
@@ -111,7 +113,7 @@ def main() -> None:
             before = rates()
             with passes.counting() as tally:
                 t = time.perf_counter()
-                study.analyse_batch(model, photos, settings)
+                analyse_batch(model, photos, settings)
                 wall += time.perf_counter() - t
             after = rates()
             forward_rate, gradient_rate = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2

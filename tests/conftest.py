@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
+from xai_helpers.study.settings import photo_order
 
 # --------------------------------------------------------------------------------------------------
 # Ctrl-C as at a terminal
@@ -206,12 +207,11 @@ def tiny_study_model(tmp_path_factory):
     """
     import keras
 
-    from xai_helpers import study
-    from xai_helpers.study_settings import ModelSpec
+    from xai_helpers.study.settings import ModelSpec
 
     side = 32
     keras.utils.set_random_seed(7)
-    classes = [int(c) for c in study.photo_order(0)[:TINY_STUDY_PHOTOS]]
+    classes = [int(c) for c in photo_order(0)[:TINY_STUDY_PHOTOS]]
     photos = np.stack([xh.load_image(xh.sample_image(c), size=side) for c in classes])
     inputs = keras.Input((side, side, 3))
     hidden = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)

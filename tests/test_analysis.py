@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers import analysis
-from xai_helpers.integrated_gradients import integrated_gradients
+from xai_helpers.methods.integrated_gradients import integrated_gradients
+from xai_helpers.study import analysis
 
 
 def test_attack_kinds_stay_within_eps(linear, rng):

@@ -21,8 +21,8 @@ import tensorflow as tf  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import xai_helpers as xh  # noqa: E402
-from xai_helpers.attacks import PGD_STEPS, pgd_batch  # noqa: E402
-from xai_helpers.model import logits_model  # noqa: E402
+from xai_helpers.classifier.forward import logits_model
+from xai_helpers.methods.attacks import PGD_STEPS, pgd_batch
 
 with warnings.catch_warnings():
     # ART announces on import that the optional PyTorch-only certification modules are unavailable.

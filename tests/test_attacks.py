@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers.attacks import apply_perturbation, loss_gradient_signs
+from xai_helpers.methods.attacks import apply_perturbation, loss_gradient_signs
 
 EPSILONS = [0.0, 1e-3, xh.DEFAULT_EPS, 0.05, 0.3, 1.0]
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import xai_helpers as xh
-from xai_helpers.integrated_gradients import integrated_gradients_batch
+from xai_helpers.methods.integrated_gradients import integrated_gradients_batch
 
 LINEAR_SHAPE = (8, 8, 3)  # the input of conftest's ``linear`` model
 

@@ -214,7 +214,7 @@ def test_figures_keep_their_lettering_legible(pages):
     module draws no text below 9 pt (``plotting.MIN_FONT_PT``), so each figure's factor d / 96 *
     shown / natural must be at least MIN_RENDERED_PT / MIN_FONT_PT.
     """
-    from xai_helpers.plotting import MIN_FONT_PT
+    from xai_helpers.methods.plotting import MIN_FONT_PT
 
     shrunk = {}
     for name, p in pages.items():

@@ -5,7 +5,7 @@ import io
 import re
 import sys
 
-from xai_helpers.buildlog import note
+from xai_helpers.chapters.buildlog import note
 
 
 def test_a_note_goes_to_the_terminal_with_a_timestamp(capfd):
@@ -27,7 +27,7 @@ def test_a_note_from_a_chapter_run_by_nbmake_reaches_the_log_and_not_the_noteboo
 
     import jupytext
 
-    notebook = jupytext.reads("```{code-cell} ipython3\nfrom xai_helpers.buildlog import note\n"
+    notebook = jupytext.reads("```{code-cell} ipython3\nfrom xai_helpers.chapters.buildlog import note\n"
                               "note('chapter: a long cell starts')\n```\n", fmt="md:myst")
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "chapter.ipynb"

@@ -19,8 +19,13 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers import cli
-from xai_helpers.cli import build_parser, main, resolve_class
+from xai_helpers.classifier.labels import resolve_class
+from xai_helpers.cli import parser as cli_parser
+from xai_helpers.cli.main import build_parser, main
+from xai_helpers.cli.parser import DEFAULT_EPS_LEVELS, EXIT_TARGET_MISSED, IG_BASELINES, IG_METHODS, LEVEL
+from xai_helpers.cli.study_command import run_study_command
+from xai_helpers.methods.targets import TARGET_SETS
+from xai_helpers.study.analysis import ExplainOptions
 
 COMMAND = [sys.executable, "-m", "xai_helpers"]
 
@@ -142,7 +147,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(runs, case, says):
 
 def test_a_targeted_attack_that_misses_says_so_and_exits_3(runs):
     code, out, err, folder = runs["missed"]
-    assert code == cli.EXIT_TARGET_MISSED == 3, err
+    assert code == EXIT_TARGET_MISSED == 3, err
     warning = [line for line in err.splitlines() if "missed" in line]
     assert len(warning) == 1 and "Komodo_dragon" in warning[0] and "%" in warning[0], err
     numbers = json.loads((folder / "missed.json").read_text())
@@ -176,7 +181,7 @@ def test_parser_offers_explain_and_study():
     args = parser.parse_args(["explain", "p.jpg", "--eps", "2", "--targets", "both"])
     assert (args.image, args.eps, args.eps_units, args.targets) == (["p.jpg"], 2.0, "levels", "both")
     study_args = parser.parse_args(["study", "--force-new"])
-    assert study_args.func is cli._run_study and study_args.force_new
+    assert study_args.func is run_study_command and study_args.force_new
 
 
 # Outputs: checked before any work (here: before the photo is even read, so no model is ever loaded).
@@ -188,7 +193,7 @@ def no_work(monkeypatch):
     def stop(path, size=224):
         raise ValueError("reached the photo.")
 
-    monkeypatch.setattr("xai_helpers.data.load_image", stop)
+    monkeypatch.setattr("xai_helpers.classifier.data.load_image", stop)
 
 
 def test_an_existing_figure_is_not_replaced_without_force(tmp_path, capsys, no_work):
@@ -222,11 +227,11 @@ def test_json_equal_to_the_photo_is_refused_even_with_force(tmp_path, capsys, no
 
 
 def test_help_and_version_answer_in_under_a_second_without_tensorflow():
-    code = ("import sys, time; from xai_helpers.cli import main\n"
+    code = ("import sys, time; from xai_helpers.cli.main import main\n"
             "for argv in (['--version'], ['--help'], ['explain', '--help'], ['study', '--help']):\n"
             "    try: main(argv)\n"
             "    except SystemExit: pass\n"
-            "heavy = ('tensorflow', 'keras', 'matplotlib', 'xai_helpers.study')\n"
+            "heavy = ('tensorflow', 'keras', 'matplotlib', 'xai_helpers.study.runner')\n"
             "print(sorted(m for m in heavy if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -242,7 +247,7 @@ def test_a_missing_or_unreadable_photo_is_refused_before_tensorflow_loads(tmp_pa
     # (a class name needs the label file, which comes through Keras's loader, so it is checked after)
     text = tmp_path / "notes.jpg"
     text.write_text("not a JPEG")
-    code = ("import sys; from xai_helpers.cli import main\n"
+    code = ("import sys; from xai_helpers.cli.main import main\n"
             f"codes = [main(['explain', {str(tmp_path / 'none.jpg')!r}]), main(['explain', {str(text)!r}])]\n"
             "print(codes, 'tensorflow' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
@@ -256,36 +261,36 @@ def test_help_lists_the_exit_statuses():
 
 
 def test_the_cli_copies_of_library_constants_agree_with_the_library():
-    from xai_helpers import attacks
     import importlib
 
-    ig = importlib.import_module("xai_helpers.integrated_gradients")
-    assert cli.IG_METHODS == ig.METHODS and cli.IG_BASELINES == ig.BASELINES
-    assert (cli.IG_DEFAULT_METHOD, cli.IG_DEFAULT_STEPS) == (ig.DEFAULT_METHOD, ig.DEFAULT_STEPS)
-    assert cli.LEVEL == attacks.pixels_to_eps(1) and cli.DEFAULT_EPS_LEVELS == attacks.DEFAULT_EPS_PIXELS
+    from xai_helpers.methods import attacks
+
+    ig = importlib.import_module("xai_helpers.methods.integrated_gradients")
+    assert IG_METHODS == ig.METHODS and IG_BASELINES == ig.BASELINES
+    assert (cli_parser.IG_DEFAULT_METHOD, cli_parser.IG_DEFAULT_STEPS) == (ig.DEFAULT_METHOD, ig.DEFAULT_STEPS)
+    assert LEVEL == attacks.pixels_to_eps(1) and DEFAULT_EPS_LEVELS == attacks.DEFAULT_EPS_PIXELS
 
 
-def test_the_figure_shows_its_overlap_numbers_and_says_what_each_map_explains():
+def test_the_figure_shows_the_answer_its_overlap_numbers_and_what_each_map_explains():
     import matplotlib
 
     matplotlib.use("Agg")
-    from xai_helpers.model import Prediction
+    from xai_helpers.study.explain_figure import explain_figure
 
     x = np.zeros((224, 224, 3), np.float32)
-    flat = np.full((224, 224), 0.5)
-    maps = {name: ([flat, flat], [flat, flat]) for name in cli.TARGET_SETS}
+    result = _canned_explanation(None, x, 2 / 255, None, ExplainOptions(target_sets=TARGET_SETS))
     numbers = {"top_iou": 0.4321, "spearman": -0.25, "com_shift_px": 12.3}
-    comparisons = {name: (numbers, dict(numbers, top_iou=float("nan"))) for name in cli.TARGET_SETS}
-    fig = cli.explain_figure(x, x, 2 / 255, 1.0, Prediction(1, "", "clean", 0.5),
-                             Prediction(2, "", "adv", 0.4), maps, comparisons=comparisons,
-                             target="target Komodo_dragon: 0.3% (MISSED)")
-    titles = [ax.get_title() for ax in fig.axes]
-    text = "\n".join(titles)
-    assert text.count("top-10% IoU 0.43") == 2 and text.count("top-10% IoU undefined") == 2
-    assert text.count("Spearman -0.25, shift 12 px") == 4
+    result.comparisons.update({name: (numbers, dict(numbers, top_iou=float("nan"))) for name in TARGET_SETS})
+    attack = {"description": "targeted iterative FGSM toward Komodo_dragon", "succeeded": False,
+              "target_class": {"name": "Komodo_dragon"}, "target_probability": {"adversarial": 0.003}}
+    fig = explain_figure(x, result, attack, 2 / 255)
+    text = "\n".join([ax.get_title() for ax in fig.axes] + [t.get_text() for ax in fig.axes for t in ax.texts])
+    assert text.count("IoU 0.43") == 2 and text.count("IoU undefined") == 2
+    assert text.count("Spearman -0.25") == 4
     assert "target Komodo_dragon: 0.3% (MISSED)" in text
+    assert "Which pixels carry the attack?" in text and "no causal panels" in text
     assert "standard" not in text and "reversed" not in text
-    assert "Grad-CAM of the\nclass score (logit)" in text and "IG of the\nclass probability (softmax)" in text
+    assert "Grad-CAM of the class score (logit)" in text and "IG of the class probability (softmax)" in text
 
 
 @pytest.mark.parametrize("text, index", [("Komodo_dragon", 48), ("komodo dragon", 48), ("n01695060", 48),
@@ -301,14 +306,15 @@ def test_bad_target_class_is_one_sentence(text, says):
         resolve_class(text)
 
 
-def _canned_explanation(model, x, eps, target_sets, **kwargs):
+def _canned_explanation(model, x, eps, target_class=None, options=None, progress=None):
     """A finished analysis without the model's work: an FGSM-like image pair, flat maps, no intervention."""
-    from xai_helpers.analysis import PhotoExplanation
-    from xai_helpers.model import Prediction
+    from xai_helpers.classifier.forward import Prediction
+    from xai_helpers.study.analysis import PhotoExplanation
 
     top = [Prediction(41, "n01685808", "whiptail", 0.9), Prediction(48, "n01695060", "Komodo_dragon", 0.05)]
     flat = np.full(x.shape[:2], 0.5, np.float32)
     numbers = {"top_iou": 0.5, "spearman": 0.1, "com_shift_px": 3.0}
+    target_sets = options.target_sets
     return PhotoExplanation(top, np.clip(x + eps, -1, 1), top[::-1], {name: ([flat, flat], [flat, flat])
                             for name in target_sets}, {name: (numbers, numbers) for name in target_sets}, [],
                             None, {"skipped": "canned"})
@@ -317,7 +323,7 @@ def _canned_explanation(model, x, eps, target_sets, **kwargs):
 def test_a_full_disk_while_writing_the_json_leaves_neither_output(tmp_path, monkeypatch, capsys,
                                                                  whiptail_path):
     # The figure is written first; a JSON that cannot be written must not leave it behind on its own.
-    from xai_helpers import outputs
+    from xai_helpers.study import outputs
 
     def full_disk(self, path, text):
         def write(f):
@@ -326,7 +332,7 @@ def test_a_full_disk_while_writing_the_json_leaves_neither_output(tmp_path, monk
         return self.write(path, write)
 
     monkeypatch.setattr(outputs.PendingFiles, "write_text", full_disk)
-    monkeypatch.setattr("xai_helpers.analysis.explain_photo", _canned_explanation)  # only the files matter here
+    monkeypatch.setattr("xai_helpers.study.analysis.explain_photo", _canned_explanation)  # only the files matter here
     figure, numbers = tmp_path / "f.png", tmp_path / "n.json"
     assert main(["explain", whiptail_path, "--steps", "2", "--quiet", "--out", str(figure),
                  "--json", str(numbers)], prog="x") == 2
@@ -338,10 +344,10 @@ def test_a_full_disk_while_writing_the_json_leaves_neither_output(tmp_path, monk
 def test_the_package_imports_lazily_keeps_every_public_name_and_keeps_tensorflow_quiet():
     code = ("import sys, xai_helpers as xh\n"
             "assert 'tensorflow' not in sys.modules\n"
-            "import xai_helpers.integrated_gradients, xai_helpers.gradcam\n"  # named like functions
+            "import xai_helpers.methods.integrated_gradients, xai_helpers.methods.gradcam\n"  # named like functions
             "assert callable(xh.integrated_gradients) and callable(xh.gradcam)\n"
             "assert all(getattr(xh, name) is not None for name in xh.__all__)\n"
-            "assert xh.load_model.__module__ == 'xai_helpers.model'\n"
+            "assert xh.load_model.__module__ == 'xai_helpers.classifier.loading'\n"
             "print('tensorflow' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers.compare import center_of_mass, mass_fraction, top_mask
+from xai_helpers.methods.compare import center_of_mass, mass_fraction, top_mask
 
 
 def _blob(center: tuple[float, float], shape=(64, 64), sigma: float = 3.0) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import xai_helpers as xh
-from xai_helpers.data import IMAGE_SIZE, deprocess, preprocess
+from xai_helpers.classifier.data import IMAGE_SIZE, deprocess, preprocess
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -300,7 +300,7 @@ def test_sample_photos_load_bit_for_bit_as_before(class_index):
 @pytest.fixture
 def small_strips(monkeypatch):
     """Strips of a few rows, so that a test image is converted in many strips."""
-    from xai_helpers import data
+    from xai_helpers.classifier import data
 
     monkeypatch.setattr(data, "STRIP_BYTES", 40_000)
     return data

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xai_helpers import detection
+from xai_helpers.methods import detection
 
 
 def test_high_frequency_energy_is_zero_on_a_linear_ramp_and_grows_with_sign_noise():

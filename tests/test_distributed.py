@@ -12,12 +12,16 @@ import time
 
 import pytest
 
-from xai_helpers import study, table
+from xai_helpers.study import rows as study_rows
+from xai_helpers.study import runner as study
+from xai_helpers.study import table
+from xai_helpers.study.runner import RunOptions
+from xai_helpers.study.settings import StudySettings
 
 ray = pytest.importorskip("ray")
 
 #: A cheap configuration: every column of the study, few steps.
-SETTINGS = study.StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2, intervention_random_masks=2,
+SETTINGS = StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2, intervention_random_masks=2,
                                pgd_steps=1, study_eps_pixels=2.0, road_photos=0)
 
 
@@ -35,7 +39,7 @@ def _pickled_by_value():
 def ray_cluster():
     """One local 2-CPU cluster for this module's in-process tests (``ray_shards`` uses a running cluster and
     leaves it running; starting one costs 10-20 s on 2 cores)."""
-    from xai_helpers.distributed import _runtime_env
+    from xai_helpers.study.distributed import _runtime_env
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=_runtime_env(),
              configure_logging=False)
@@ -53,7 +57,7 @@ def _rows(path):
 
 def _dies_on_its_first_shard(marker, model, shard, settings):
     """The real analysis, but the first worker to get here is killed (SIGKILL) in the middle of its shard."""
-    from xai_helpers import study_rows
+    from xai_helpers.study import rows as study_rows
 
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # exactly one worker wins this
@@ -68,11 +72,9 @@ def test_two_photos_on_a_two_cpu_ray_cluster_give_the_serial_rows_though_a_worke
     # Two one-photo shards on two workers: one worker is killed in its shard, which Ray runs again (the
     # rows' order and bytes are the point; more photos would only repeat the same analysis). The real
     # analysis on the tiny study model: each worker loads its own copy, as with MobileNetV2, in seconds.
-    serial = study.run_study(2, tmp_path / "serial.csv", SETTINGS, batch_size=1, sanity_photos=0, progress=False,
-                             model=tiny_study_model)
-    monkeypatch.setattr(study, "analyse_batch", functools.partial(_dies_on_its_first_shard, str(tmp_path / "k")))
-    distributed = study.run_study(2, tmp_path / "ray.csv", SETTINGS, batch_size=1, sanity_photos=0,
-                                  progress=False, use_ray=True, ray_workers=2, model=tiny_study_model)
+    serial = study.run_study(2, tmp_path / "serial.csv", SETTINGS, RunOptions(batch_size=1, sanity_photos=0, progress=False, model=tiny_study_model))
+    monkeypatch.setattr(study_rows, "analyse_batch", functools.partial(_dies_on_its_first_shard, str(tmp_path / "k")))
+    distributed = study.run_study(2, tmp_path / "ray.csv", SETTINGS, RunOptions(batch_size=1, sanity_photos=0, progress=False, use_ray=True, ray_workers=2, model=tiny_study_model))
     assert (tmp_path / "k").exists()  # a worker was killed, and Ray ran its shard again
     serial_rows, ray_rows = _rows(serial), _rows(distributed)
     assert len(serial_rows) == 2
@@ -86,7 +88,7 @@ def _always_dies(model, shard):
 
 
 def test_a_shard_whose_worker_keeps_dying_is_set_aside_and_the_others_are_kept(ray_cluster):
-    from xai_helpers.distributed import RAY_RETRIES, WorkerLost, ray_shards
+    from xai_helpers.study.distributed import RAY_RETRIES, WorkerLost, ray_shards
 
     finished = []
     with pytest.raises(WorkerLost) as excinfo:
@@ -98,8 +100,8 @@ def test_a_shard_whose_worker_keeps_dying_is_set_aside_and_the_others_are_kept(r
 
 RUNNER = textwrap.dedent('''
     import sys, time
-    import xai_helpers.model, xai_helpers.study as study, xai_helpers.study_settings as study_settings
-    from xai_helpers import cli
+    import xai_helpers.study.rows as study_rows, xai_helpers.study.settings as study_settings
+    from xai_helpers.cli import main as cli
 
     def analyse_batch(model, class_indices, settings):
         time.sleep(1.0)
@@ -108,7 +110,7 @@ RUNNER = textwrap.dedent('''
     def load(self):
         return None
 
-    study.analyse_batch = analyse_batch
+    study_rows.analyse_batch = analyse_batch
     study_settings.ModelSpec.load = load   # (sent to the workers by value, like the analysis)
     print("ready", flush=True)
     sys.argv = ["study", "study", *sys.argv[1:]]

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 import xai_helpers as xh
-from xai_helpers.cli import main
+from xai_helpers.cli.main import main
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xai_helpers import faithfulness as ff
+from xai_helpers.methods import faithfulness as ff
 
 
 def _ramp(height=20, width=24):

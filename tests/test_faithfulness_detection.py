@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xai_helpers import detection, faithfulness, summary
+from xai_helpers.methods import detection, faithfulness
+from xai_helpers.study import summary
 
 
 def contribution(linear, x, c):

@@ -9,7 +9,7 @@ import pytest
 
 import xai_helpers as xh
 
-gradcam_module = importlib.import_module("xai_helpers.gradcam")
+gradcam_module = importlib.import_module("xai_helpers.methods.gradcam")
 TARGETS = ("logits", "softmax", "margin")
 POOL = 4  # the pooled model's feature maps are 4 x 4 for a 16 x 16 input
 

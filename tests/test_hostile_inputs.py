@@ -21,11 +21,11 @@ import pytest
 from PIL import Image, PngImagePlugin, features
 
 import xai_helpers as xh
-from xai_helpers import labels as labels_module
-from xai_helpers import locks, outputs, table  # noqa: F401
-from xai_helpers.locks import TableLocked, table_lock
-from xai_helpers.outputs import PendingFiles, check_outputs, write_text_atomic
-from xai_helpers.study_photos import folder_photos
+from xai_helpers.classifier import labels as labels_module
+from xai_helpers.study import locks, table
+from xai_helpers.study.locks import TableLocked, table_lock
+from xai_helpers.study.outputs import PendingFiles, check_outputs, write_text_atomic
+from xai_helpers.study.photos import folder_photos
 
 LONG_NAME = "a" * 300 + ".png"
 
@@ -244,7 +244,7 @@ def test_a_second_lock_of_the_same_table_names_the_file_and_the_holder(tmp_path,
 
 def test_a_lock_held_by_another_process_is_refused(tmp_path, one_sentence):
     path = tmp_path / "t.csv"
-    code = ("import sys\nfrom xai_helpers.locks import table_lock\nwith table_lock(sys.argv[1]):\n"
+    code = ("import sys\nfrom xai_helpers.study.locks import table_lock\nwith table_lock(sys.argv[1]):\n"
             "    print('locked', flush=True)\n    sys.stdin.readline()\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -545,7 +545,7 @@ def test_other_damaged_model_files_are_one_sentence(tmp_path, case, says, one_se
 @pytest.fixture
 def recorded_loads(monkeypatch):
     """Replace the two loaders behind ``load_model`` with recorders (no model is built)."""
-    from xai_helpers import model
+    from xai_helpers.classifier import loading as model
 
     calls = []
     monkeypatch.setattr(model, "_load_application", lambda *args: calls.append(("application",) + args))

@@ -1,7 +1,7 @@
 """Ctrl-C, SIGTERM and kills during the study: a message and exit 130, never a crash, never a lost row.
 
 The runner's bookkeeping is exercised in subprocesses with a fast, deterministic fake of the per-photo
-analysis (``RUNNER``: the real command line, ``xai_helpers.cli.main``, with ``study.analyse_batch``,
+analysis (``RUNNER``: the real command line, ``xai_helpers.cli.main``, with ``rows.analyse_batch``,
 ``sanity_check`` and ``load_model`` replaced), so that signals land at random points (seeded) of many runs
 within seconds; one short real run checks the same on the real analysis (of the tiny study model).
 """
@@ -18,12 +18,13 @@ import time
 import numpy as np
 import pytest
 
-from xai_helpers import table
+from xai_helpers.study import table
+from xai_helpers.study.settings import StudySettings
 
 RUNNER = textwrap.dedent('''
     import sys, time
-    import xai_helpers.model, xai_helpers.study as study
-    from xai_helpers import cli
+    import xai_helpers.classifier.loading, xai_helpers.study.rows, xai_helpers.study.sanity
+    from xai_helpers.cli import main as cli
 
     DELAY = float(sys.argv[1])
 
@@ -47,8 +48,9 @@ RUNNER = textwrap.dedent('''
         print("ready", flush=True)  # the study has started: its table is read, its batches come next
         return None
 
-    study.analyse_batch, study.sanity_check = analyse_batch, sanity_check
-    xai_helpers.model.load_model = load_model
+    xai_helpers.study.rows.analyse_batch = analyse_batch
+    xai_helpers.study.sanity.sanity_check = sanity_check
+    xai_helpers.classifier.loading.load_model = load_model
     sys.argv = ["study", "study", *sys.argv[2:]]
     sys.exit(cli.main(prog="study"))  # as the command line runs it (argv from sys.argv)
 ''')
@@ -140,17 +142,16 @@ def test_kills_at_random_points_over_several_runs_keep_exactly_the_rows_of_an_un
 def test_a_real_short_study_interrupted_and_resumed_keeps_its_rows(tmp_path, tiny_study_model):
     """The real analysis (of the tiny study model) on 3 photos with cheap settings: Ctrl-C once the first row
     is written, then resume."""
-    from xai_helpers import study
 
     cheap = {"ig_steps": 4, "eps_grid_pixels": (2.0,), "study_eps_pixels": 2.0, "pgd_steps": 0,
              "deletion_steps": 2, "intervention_random_masks": 1, "road_photos": 0}
-    fields = {f.name for f in dataclasses.fields(study.StudySettings)}
+    fields = {f.name for f in dataclasses.fields(StudySettings)}
     settings = {k: v for k, v in cheap.items() if k in fields}
     script = tmp_path / "real_study.py"
     script.write_text(textwrap.dedent(f'''
         import dataclasses, sys
-        import xai_helpers.study as study
-        from xai_helpers import cli
+        import xai_helpers.study.runner as study
+        from xai_helpers.cli import main as cli
         Settings = study.StudySettings
         study.StudySettings = lambda: dataclasses.replace(Settings(), **{settings!r})
         sys.argv = ["study", "study", "--photos", "3", "--batch-size", "1", "--sanity-photos", "0",

@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers import interventions as iv
-from xai_helpers import regions
-from xai_helpers.integrated_gradients import (adaptive_integrated_gradients_batch, integrated_gradients,
-                                              integrated_gradients_batch)
+from xai_helpers.classifier.forward import probabilities
+from xai_helpers.methods import interventions as iv
+from xai_helpers.methods import regions
+from xai_helpers.methods.integrated_gradients import (
+    adaptive_integrated_gradients_batch,
+    integrated_gradients,
+    integrated_gradients_batch,
+)
 
 LINEAR_SHAPE = (8, 8, 3)
 
@@ -184,7 +188,7 @@ def test_margin_gradcam_needs_a_contrast_class_that_differs(cam_net, cam_x, one_
 # -------------------------------------------------------------------------------------------------
 
 def test_perturbation_curve_is_zero_with_no_pixels_and_one_with_all(linear, pair, rng):
-    from xai_helpers import passes
+    from xai_helpers.classifier import passes
 
     x, adv = pair
     saliency = rng.random(x.shape[:2])
@@ -283,5 +287,5 @@ def test_fgsm_perturbation_on_head_and_body_alone_flips_the_whiptail_and_the_tai
     tail = iv.restrict(whiptail, adv, masks["tail"])
     top_front, top_tail = xh.predict(mobilenet, front, 1)[0], xh.predict(mobilenet, tail, 1)[0]
     assert top_front.name == "centipede" and top_front.probability > 0.7
-    assert xh.model.probabilities(mobilenet, front)[41] < 0.01
+    assert probabilities(mobilenet, front)[41] < 0.01
     assert top_tail.name == "whiptail"

@@ -49,7 +49,7 @@ def big_pngs(tmp_path_factory) -> dict[str, str]:
     return {"grey16": str(folder / "grey16.png"), "palette": str(folder / "palette.png")}
 
 
-LOAD = ("import sys, numpy as np; from xai_helpers.data import load_image; x = load_image(sys.argv[1]); "
+LOAD = ("import sys, numpy as np; from xai_helpers.classifier.data import load_image; x = load_image(sys.argv[1]); "
         "assert 'tensorflow' not in sys.modules; "
         "assert np.all(x[:, :50] < -0.99) and np.all(x[:, 62:] > 0.99), (x[:, :50].max(), x[:, 62:].min()); "
         "np.save(sys.argv[2], x)")

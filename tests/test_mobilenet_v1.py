@@ -19,10 +19,17 @@ import pytest
 from PIL import Image
 
 import xai_helpers as xh
-from xai_helpers.architectures import InputPreprocessing
-from xai_helpers.gradcam import default_gradcam_layer
-from xai_helpers.model import (MOBILENET_V1_WEIGHTS_FILE, OFFLINE_MOBILENET_V1_SHA256, _load_application,
-                               input_shape, model_description, probabilities, weights_fingerprint)
+from xai_helpers.classifier.architectures import InputPreprocessing
+from xai_helpers.classifier.data import keras_home
+from xai_helpers.classifier.forward import input_shape, probabilities
+from xai_helpers.classifier.loading import _load_application
+from xai_helpers.classifier.provenance import (
+    MOBILENET_V1_WEIGHTS_FILE,
+    OFFLINE_MOBILENET_V1_SHA256,
+    model_description,
+    weights_fingerprint,
+)
+from xai_helpers.methods.gradcam import default_gradcam_layer
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -31,7 +38,7 @@ WHIPTAIL, BANDED_GECKO = 41, 38
 
 
 def _weights_file() -> Path:
-    return xh.data.keras_home() / "models" / MOBILENET_V1_WEIGHTS_FILE
+    return keras_home() / "models" / MOBILENET_V1_WEIGHTS_FILE
 
 
 @pytest.fixture(scope="module")

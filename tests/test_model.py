@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers.model import Prediction, logits_model, probabilities, scores_model
+from xai_helpers.classifier.forward import Prediction, logits_model, probabilities, scores_model
 
 
 def test_predict_returns_classes_sorted_by_probability(linear, linear_x):
@@ -93,7 +93,7 @@ def test_scores_model_rejects_unknown_target(linear, one_sentence):
 def test_inference_fn_is_traced_once_and_gives_the_model_s_outputs_and_gradients(linear, rng):
     import tensorflow as tf
 
-    from xai_helpers.model import inference_fn
+    from xai_helpers.classifier.forward import inference_fn
 
     x = tf.constant(rng.uniform(-1, 1, size=(3, 8, 8, 3)).astype(np.float32))
     logits = logits_model(linear.model)

@@ -21,11 +21,14 @@ import pytest
 from keras.applications import imagenet_utils
 
 import xai_helpers as xh
-from xai_helpers import cli
-from xai_helpers.architectures import ARCHITECTURES, InputPreprocessing, architecture
-from xai_helpers.gradcam import default_gradcam_layer
-from xai_helpers.gradcam_steps import gradcam_steps
-from xai_helpers.model import _load_application, logits_model, probabilities, weights_fingerprint
+from xai_helpers.classifier.architectures import ARCHITECTURES, InputPreprocessing, architecture
+from xai_helpers.classifier.data import keras_home
+from xai_helpers.classifier.forward import logits_model, probabilities
+from xai_helpers.classifier.loading import _load_application
+from xai_helpers.classifier.provenance import weights_fingerprint
+from xai_helpers.cli import main as cli
+from xai_helpers.methods.gradcam import default_gradcam_layer
+from xai_helpers.methods.gradcam_steps import gradcam_steps
 
 # Keras's saving calls np.array on TensorFlow tensors, whose __array__ predates NumPy 2's copy keyword.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -163,7 +166,7 @@ def test_missing_imagenet_weights_offline_is_one_sentence_naming_the_file(monkey
     from keras.src.utils import file_utils
 
     fname = "weights_mobilenet_v3_small_224_1.0_float.h5"  # Keras's name for these weights
-    if (xh.data.keras_home() / "models" / fname).exists():
+    if (keras_home() / "models" / fname).exists():
         pytest.skip("these ImageNet weights are cached here")
 
     def offline(*args, **kwargs):

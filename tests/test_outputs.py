@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xai_helpers.outputs import PendingFiles, check_outputs, signals_deferred, write_atomic, write_text_atomic
+from xai_helpers.study.outputs import PendingFiles, check_outputs, signals_deferred, write_atomic, write_text_atomic
 
 
 def _disk_full_after(n_bytes: int):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers.attacks import pgd, pgd_batch
-from xai_helpers.model import probabilities
+from xai_helpers.classifier.forward import probabilities
+from xai_helpers.methods.attacks import pgd, pgd_batch
 
 EPS = 0.05
 
@@ -78,7 +78,7 @@ def test_targeted_pgd_makes_its_target_the_top_class_and_stays_in_the_ball(linea
 
 
 def test_the_targeted_attacks_class_is_seeded_per_photo_and_never_the_true_one():
-    from xai_helpers.study_settings import random_target
+    from xai_helpers.study.settings import random_target
 
     draws = [random_target(41, s) for s in range(300)]
     assert 41 not in draws and draws == [random_target(41, s) for s in range(300)]

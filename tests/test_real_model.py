@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import xai_helpers as xh
-from xai_helpers.model import logits_model, probabilities
+from xai_helpers.classifier.forward import logits_model, probabilities
 
 WHIPTAIL = 41
 KOMODO_DRAGON = 48

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from xai_helpers import stored
-from xai_helpers.integrated_gradients import IGResult
-from xai_helpers.interventions import PerturbationCurve
-from xai_helpers.stored import ChapterStore, decode, encode
+from xai_helpers.chapters import stored
+from xai_helpers.chapters.stored import ChapterStore, decode, encode
+from xai_helpers.methods.integrated_gradients import IGResult
+from xai_helpers.methods.interventions import PerturbationCurve
 
 CHAPTER = """---
 jupytext:
@@ -67,8 +67,9 @@ def test_a_value_of_another_kind_or_a_class_outside_the_package_is_refused():
         encode({1, 2})
     document = encode(_value())
     document["value"]["__dict__"][2][1]["__object__"] = "os.PathLike"
-    with pytest.raises(ValueError, match="not one of xai_helpers"):
-        decode(document)
+    document["value_sha256"] = stored._value_digest(document)   # (an edit that also fixed the hash)
+    with pytest.raises(stored.StoredResultError, match="names the type 'os.PathLike', which is none of the result"):
+        decode(document, "kept.json")
 
 
 @pytest.fixture
@@ -129,13 +130,14 @@ def test_a_missing_chapter_or_an_unreadable_file_says_what_to_do(chapter, tmp_pa
     kept = tmp_path / "kept" / "demo"
     kept.mkdir(parents=True)
     (kept / "entry.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"entry\.json is not a readable stored result .*delete it"):
-        ChapterStore("demo", folder=chapter, store_dir=tmp_path / "kept")("entry", lambda: 1)
+    # A file that cannot be read is computed again (the build's log says why) and replaced.
+    assert ChapterStore("demo", folder=chapter, store_dir=tmp_path / "kept")("entry", lambda: 1) == 1
+    assert json.loads((kept / "entry.json").read_text())["value"] == 1
 
 
 
 def test_dropped_fields_are_none_whether_computed_or_read_and_stay_out_of_the_file(chapter, tmp_path):
-    from xai_helpers.sufficiency import MinimalRegions
+    from xai_helpers.methods.sufficiency import MinimalRegions
 
     def compute():
         return {"FGSM": MinimalRegions(np.array([0.1]), np.ones((1, 4, 4), bool), np.array([0.5]), np.array([0.5]),
@@ -150,9 +152,102 @@ def test_dropped_fields_are_none_whether_computed_or_read_and_stay_out_of_the_fi
 
 
 def test_the_package_digest_follows_the_imports_of_the_chapters_modules_and_no_others():
-    used = stored.used_modules(["sufficiency"])
-    assert {"sufficiency", "interventions", "model", "passes"} <= set(used)
-    assert not {"cli", "study", "table", "distributed"} & set(used)
-    assert stored.used_modules(["interventions"]) == sorted(set(stored.used_modules(["interventions"])))
-    assert stored.package_digest(["sufficiency"]) != stored.package_digest(["sufficiency", "cli"])
-    assert stored.package_digest(["sufficiency"]) == stored.package_digest(["sufficiency"])
+    used = stored.used_modules(["methods.sufficiency"])
+    assert {"methods.sufficiency", "methods.interventions", "classifier.forward", "classifier.passes"} <= set(used)
+    assert not {"cli.main", "study.runner", "study.table", "study.distributed"} & set(used)
+    assert stored.used_modules(["methods.interventions"]) == sorted(set(stored.used_modules(["methods.interventions"])))
+    assert stored.package_digest(["methods.sufficiency"]) != stored.package_digest(["methods.sufficiency", "cli.main"])
+    assert stored.package_digest(["methods.sufficiency"]) == stored.package_digest(["methods.sufficiency"])
+
+
+# ---- hostile kept results: data, never calls (each refused in one sentence naming the file) ----
+
+def _document(value=None):
+    return json.loads(json.dumps(encode(_value() if value is None else value)))
+
+
+def test_a_kept_result_that_names_a_function_runs_nothing(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    document = _document({"x": 1})
+    document["value"] = {"__object__": "xai_helpers.study.outputs.write_text_atomic",
+                         "fields": {"path": str(victim), "text": "overwritten"}}
+    document["value_sha256"] = stored._value_digest(document)
+    with pytest.raises(stored.StoredResultError, match=r"^bad\.json cannot be read as a kept result: it names the type"):
+        decode(document, "bad.json")
+    assert victim.read_text() == "mine"
+
+
+def _bomb(shape, dtype="<f4", data=b"\0" * 2 ** 20):
+    import base64
+    import zlib
+    document = _document({"x": 1})
+    document["arrays"] = [{"dtype": dtype, "shape": shape, "zlib": base64.b64encode(zlib.compress(data)).decode()}]
+    document["value"] = {"__array__": 0}
+    document["value_sha256"] = stored._value_digest(document)
+    return document
+
+
+@pytest.mark.parametrize("document, says", [
+    (_bomb([2 ** 28]), "larger than"),                         # 1 GiB claimed: refused before inflating
+    (_bomb([16]), "do not fill"),                              # 1 MiB of zeros where 64 bytes belong: cut at 65
+    (_bomb([4], dtype="|O"), "not numbers or booleans"),
+    (_bomb([-1]), "shape"),
+    (_bomb("4"), "shape"),
+    ([1, 2, 3], "not a kept result"),
+    ({"value": 1}, "not a kept result"),
+    ({"value": 1, "arrays": "abc"}, "not a kept result"),
+])
+def test_malformed_and_oversized_kept_results_are_one_sentence(document, says):
+    with pytest.raises(stored.StoredResultError, match=says) as excinfo:
+        decode(document, "kept.json")
+    assert str(excinfo.value).startswith("kept.json cannot be read as a kept result:")
+    assert "\n" not in str(excinfo.value)
+
+
+def _edited(edit):
+    document = _document()
+    edit(document)
+    document["value_sha256"] = stored._value_digest(document)
+    return document
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda d: d["value"]["__dict__"][1][1]["__dict__"][0][1].update(__object__="PerturbationCurve", fields={}),
+     "does not hold exactly the fields"),
+    (lambda d: d["value"]["__dict__"][0][1].update(__array__=99), "refers to array 99"),
+    (lambda d: d["arrays"][0].update(zlib="!!not base64!!"), "cannot be read"),
+    (lambda d: d["value"].update(__list__=[]), "unknown entry"),
+    (lambda d: d.update(value=json.loads("[" * 30 + "]" * 30)), "bare list"),
+])
+def test_edited_kept_results_are_refused(edit, says):
+    with pytest.raises(stored.StoredResultError, match=says):
+        decode(_edited(edit), "kept.json")
+
+
+def test_deep_nesting_and_an_edited_value_are_refused():
+    deep = {"__list__": [1]}
+    for _ in range(200):
+        deep = {"__list__": [deep]}
+    document = _document({"x": 1})
+    document["value"] = deep
+    document["value_sha256"] = stored._value_digest(document)
+    with pytest.raises(stored.StoredResultError, match="deeper than"):
+        decode(document, "kept.json")
+    document = _document()
+    document["value"]["__dict__"][3][1]["__list__"][0] = 2   # the "numbers" list edited, the old hash kept
+    with pytest.raises(stored.StoredResultError, match="does not match its value_sha256"):
+        decode(document, "kept.json")
+
+
+def test_the_store_computes_again_instead_of_trusting_a_hostile_file(chapter, tmp_path, capfd):
+    store = ChapterStore("demo", folder=chapter, store_dir=tmp_path)
+    assert store("entry", lambda: {"n": 1}) == {"n": 1}
+    path = tmp_path / "demo" / "entry.json"
+    document = json.loads(path.read_text())
+    document["value"] = {"__object__": "xai_helpers.cli.main.main", "fields": {"argv": ["--help"]}}
+    document["value_sha256"] = stored._value_digest(document)
+    path.write_text(json.dumps(document))
+    assert store("entry", lambda: {"n": 2}) == {"n": 2}
+    assert "none of the result types" in capfd.readouterr().err
+    assert json.loads(path.read_text())["value"] != document["value"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xai_helpers import study_book
+from xai_helpers.chapters import study_tables as study_book
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_interval_and_share_formatting():
 
 
 def test_a_table_given_by_path_is_read_from_there(tmp_path, book):
-    from xai_helpers.paths import results_path
+    from xai_helpers.chapters.paths import results_path
 
     copy = tmp_path / "copy.csv"
     copy.write_bytes(results_path("study.csv").read_bytes())

@@ -13,12 +13,16 @@ import time
 import pytest
 
 import xai_helpers as xh
-from xai_helpers import study, study_rows, table
-from xai_helpers.cli import main
-from xai_helpers.distributed import WorkerLost
-from xai_helpers.study_photos import StudyPhoto
+from xai_helpers.cli.main import main
+from xai_helpers.study import rows as study_rows
+from xai_helpers.study import runner as study
+from xai_helpers.study import table
+from xai_helpers.study.distributed import WorkerLost
+from xai_helpers.study.photos import SAMPLE_SOURCE, StudyPhoto
+from xai_helpers.study.runner import RunOptions
+from xai_helpers.study.settings import StudySettings
 
-SETTINGS = study.StudySettings()
+SETTINGS = StudySettings()
 
 
 def _fake_analysis(model, records, xs, keys, settings):
@@ -34,11 +38,11 @@ def _fake_analysis(model, records, xs, keys, settings):
 
 @pytest.fixture(autouse=True)
 def fast_analysis(monkeypatch):
-    import xai_helpers.model
+    import xai_helpers.classifier.loading
 
     monkeypatch.setattr(study_rows, "_analyse", _fake_analysis)
     monkeypatch.setattr(study_rows, "input_shape", lambda model: (64, 64, 3))
-    monkeypatch.setattr(xai_helpers.model, "load_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(xai_helpers.classifier.loading, "load_model", lambda *args, **kwargs: None)
 
 
 @pytest.fixture
@@ -51,8 +55,7 @@ def folder(tmp_path):
 
 
 def _run(n, out, photos=None, **kwargs):
-    return study.run_study(n, out, SETTINGS, batch_size=2, sanity_photos=0, progress=False, images=photos,
-                           **kwargs)
+    return study.run_study(n, out, SETTINGS, RunOptions(batch_size=2, sanity_photos=0, progress=False, images=photos, **kwargs))
 
 
 def _cells(path):
@@ -169,7 +172,7 @@ def test_unreadable_photos_become_rows_with_their_error_and_the_study_goes_on(ba
 
 
 def test_a_photo_the_folder_cannot_open_is_a_row_too(folder, tmp_path, monkeypatch):
-    from xai_helpers import study_photos
+    from xai_helpers.study import photos as study_photos
 
     monkeypatch.setattr(study_photos, "MAX_PHOTO_BYTES", 1000)  # every photo "too large": listed with its error, never read
     out = _run(2, tmp_path / "t.csv", folder)
@@ -178,7 +181,7 @@ def test_a_photo_the_folder_cannot_open_is_a_row_too(folder, tmp_path, monkeypat
 
 
 def test_ray_workers_that_keep_dying_end_the_study_with_its_rows_kept_and_exit_1(tmp_path, monkeypatch, capsys):
-    import xai_helpers.distributed as distributed
+    import xai_helpers.study.distributed as distributed
 
     def dying_shards(shards, analyse, load, address=None, workers=None):
         yield shards[0], analyse(load(), shards[0]), 1.0
@@ -196,8 +199,8 @@ def test_ray_workers_that_keep_dying_end_the_study_with_its_rows_kept_and_exit_1
     monkeypatch.undo()
     monkeypatch.setattr(study_rows, "_analyse", _fake_analysis)
     monkeypatch.setattr(study_rows, "input_shape", lambda model: (64, 64, 3))
-    import xai_helpers.model
-    monkeypatch.setattr(xai_helpers.model, "load_model", lambda *args, **kwargs: None)
+    import xai_helpers.classifier.loading
+    monkeypatch.setattr(xai_helpers.classifier.loading, "load_model", lambda *args, **kwargs: None)
     assert main(["study", "--photos", "6", "--batch-size", "2", "--out", str(out), "--quiet",
                  "--sanity-photos", "0"], prog="x") == 0
     assert len(table.load_table(out).rows) == 6
@@ -223,6 +226,6 @@ def test_error_rows_are_counted_apart(tmp_path):
 
 def test_the_sample_photos_header_names_its_source(tmp_path):
     out = _run(2, tmp_path / "t.csv")
-    assert table.load_table(out).meta["photo_source"] == study.SAMPLE_SOURCE
+    assert table.load_table(out).meta["photo_source"] == SAMPLE_SOURCE
     assert "photo_files" not in table.load_table(out).meta
     assert os.path.getsize(out) > 0

@@ -5,23 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xai_helpers import study
+from xai_helpers.study import runner as study
+from xai_helpers.study.rows import analyse_batch, runner_up_share
+from xai_helpers.study.settings import StudySettings, photo_order, settings_for_key
 
 ATTACKS = ("fgsm", "pgd")
 
 
 def kept_maps(a: str) -> tuple[str, ...]:
-    return (f"gc_clean", f"gc_{a}adv", f"gc_{a}true", "ig_clean", f"ig_{a}adv", f"ig_{a}true", f"gc_clean{a}",
+    return ("gc_clean", f"gc_{a}adv", f"gc_{a}true", "ig_clean", f"ig_{a}adv", f"ig_{a}true", f"gc_clean{a}",
             f"ig_clean{a}", "attack", "random_median")
 
 
 @pytest.fixture(scope="module")
 def rows(mobilenet):
     # ROAD only for the first photo of the order (``road_photos=1``): both branches of the subset rule.
-    settings = study.StudySettings(eps_grid_pixels=(1.0, 2.0), study_eps_pixels=2.0, ig_steps=4, deletion_steps=2,
+    settings = StudySettings(eps_grid_pixels=(1.0, 2.0), study_eps_pixels=2.0, ig_steps=4, deletion_steps=2,
                                    intervention_random_masks=3, road_photos=1)
-    photos = [int(c) for c in study.photo_order(settings.seed)[:3]]
-    return study.analyse_batch(mobilenet, photos, settings)
+    photos = [int(c) for c in photo_order(settings.seed)[:3]]
+    return analyse_batch(mobilenet, photos, settings)
 
 
 def explained(rows):
@@ -70,9 +72,9 @@ def test_necessity_columns_sit_beside_sufficiency_for_every_fooled_photo(rows):
             for method in ("gc", "ig"):
                 assert np.isfinite(row[f"{a}_kept_moved_{method}_median"])
     # a table made before these columns keeps its key, and is recognised for what it was made with
-    legacy = study.settings_for_key("5606bc5ac0c9")  # (the committed results/study.csv)
+    legacy = settings_for_key("5606bc5ac0c9")  # (the committed results/study.csv)
     assert not legacy.necessity_tests and not legacy.targeted_pgd and legacy.gradcam_upsampling == "corner"
-    assert study.settings_for_key(study.StudySettings().key()) == study.StudySettings()
+    assert settings_for_key(StudySettings().key()) == StudySettings()
 
 
 def test_the_targeted_attack_is_explained_and_intervened_on_like_the_others(rows):
@@ -88,9 +90,9 @@ def test_the_targeted_attack_is_explained_and_intervened_on_like_the_others(rows
 
 
 def test_runner_up_share_is_the_runner_ups_part_of_what_the_top_class_leaves():
-    assert study.runner_up_share(np.array([0.2, 0.5, 0.3])) == pytest.approx(0.6)
-    assert study.runner_up_share(np.array([0.9, 0.05, 0.05])) == pytest.approx(0.5)
-    assert np.isnan(study.runner_up_share(np.array([1.0, 0.0])))
+    assert runner_up_share(np.array([0.2, 0.5, 0.3])) == pytest.approx(0.6)
+    assert runner_up_share(np.array([0.9, 0.05, 0.05])) == pytest.approx(0.5)
+    assert np.isnan(runner_up_share(np.array([1.0, 0.0])))
 
 
 def test_pgd_and_fgsm_columns_sit_side_by_side_on_the_eps_grid(rows):
@@ -110,9 +112,9 @@ def test_pgd_and_fgsm_columns_sit_side_by_side_on_the_eps_grid(rows):
 
 
 def test_a_study_eps_off_the_grid_is_refused(mobilenet, one_sentence):
-    settings = study.StudySettings(eps_grid_pixels=(2.0,), study_eps_pixels=1.0)
+    settings = StudySettings(eps_grid_pixels=(2.0,), study_eps_pixels=1.0)
     with pytest.raises(ValueError) as excinfo:
-        study.analyse_batch(mobilenet, [int(study.photo_order()[0])], settings)
+        analyse_batch(mobilenet, [int(photo_order()[0])], settings)
     one_sentence(excinfo, "study_eps_pixels", "eps_grid_pixels")
 
 
@@ -127,7 +129,7 @@ def test_faithfulness_columns_are_normalised_and_hold_the_half_step_areas(rows):
 
 
 def test_road_columns_exist_only_for_the_seeded_subset(rows):
-    first = int(study.photo_order()[0])
+    first = int(photo_order()[0])
     for row in explained(rows):
         has = "road_morf_gc_clean" in row
         assert has == (row["class_index"] == first), row["name"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
-from xai_helpers import controls, regions, sufficiency
-from xai_helpers.interventions import effect_shares, restrict
-from xai_helpers.summary import adjust_pvalues
+from xai_helpers.methods import controls, regions, sufficiency
+from xai_helpers.methods.interventions import effect_shares, restrict
+from xai_helpers.study.summary import adjust_pvalues
 
 LINEAR_SHAPE = (8, 8, 3)
 
@@ -95,7 +95,7 @@ def test_the_smallest_flipping_fraction_by_bisection_equals_a_scan(linear, rng):
 
 
 def test_batched_bisections_equal_each_photos_own_and_cost_one_pass_per_open_search_a_round(linear, rng):
-    from xai_helpers import passes
+    from xai_helpers.classifier import passes
 
     xs, advs, rankings, classes = [], [], [], []
     for _ in range(5):

@@ -13,7 +13,10 @@ import os
 import numpy as np
 import pytest
 
-from xai_helpers import study, table
+from xai_helpers.study import runner as study
+from xai_helpers.study import table
+from xai_helpers.study.runner import RunOptions
+from xai_helpers.study.settings import StudySettings, photo_order
 
 HEADER = ["# xai_helpers study table (per photo)", "# photos: 3", "# weights_sha256: " + "a" * 64,
           "# xai_helpers_version: 0.1.0", "# settings_key: abc123"]
@@ -61,7 +64,7 @@ def test_read_table_still_gives_floats_and_nan_for_empty_cells(tmp_path):
 
 
 def test_the_committed_study_tables_read_cleanly():
-    from xai_helpers.paths import RESULTS_DIR
+    from xai_helpers.chapters.paths import RESULTS_DIR
 
     for name in ("study.csv", "study_sanity.csv"):
         if (RESULTS_DIR / name).is_file():
@@ -188,10 +191,10 @@ def fake_study(monkeypatch):
         calls.append(list(class_indices))
         return fake_rows(class_indices, settings)
 
-    monkeypatch.setattr(study, "analyse_batch", analyse_batch)
-    monkeypatch.setattr(study, "sanity_check", lambda model, chosen, settings, progress=False: [
+    monkeypatch.setattr("xai_helpers.study.rows.analyse_batch", analyse_batch)
+    monkeypatch.setattr("xai_helpers.study.sanity.sanity_check", lambda model, chosen, settings, progress=False: [
         {"class_index": c, "stage": "logits"} for c in chosen])
-    monkeypatch.setattr("xai_helpers.model.load_model", lambda *a, **k: None)
+    monkeypatch.setattr("xai_helpers.classifier.loading.load_model", lambda *a, **k: None)
     return calls
 
 
@@ -201,37 +204,37 @@ def _cells(path):
 
 def test_resuming_adds_only_the_missing_photos_and_keeps_the_rest_byte_for_byte(tmp_path, fake_study):
     out = tmp_path / "s.csv"
-    study.run_study(4, out, batch_size=2, sanity_photos=0, progress=False)
+    study.run_study(4, out, options=RunOptions(batch_size=2, sanity_photos=0, progress=False))
     first = out.read_text().splitlines()
-    study.run_study(6, out, batch_size=2, sanity_photos=0, progress=False)
+    study.run_study(6, out, options=RunOptions(batch_size=2, sanity_photos=0, progress=False))
     assert [len(c) for c in fake_study] == [2, 2, 2]  # 4 photos, then only the 2 new ones
     after = out.read_text().splitlines()
     old_rows = [line for line in first if not line.startswith("#")][1:]
     assert all(line in after for line in old_rows)
     assert _cells(out) == [{k: table.format_cell(v) for k, v in r.items() if k != "seconds"}
-                           for r in fake_rows(study.photo_order()[:6], study.StudySettings())]
+                           for r in fake_rows(photo_order()[:6], StudySettings())]
     # Resuming with fewer photos keeps every row (nothing is dropped) and analyses nothing.
-    study.run_study(2, out, batch_size=2, sanity_photos=0, progress=False)
+    study.run_study(2, out, options=RunOptions(batch_size=2, sanity_photos=0, progress=False))
     assert len(table.load_table(out).rows) == 6 and len(fake_study) == 3
 
 
 def test_resuming_with_other_settings_is_refused_and_the_table_kept(tmp_path, fake_study, one_sentence):
     out = tmp_path / "s.csv"
-    study.run_study(3, out, batch_size=3, sanity_photos=0, progress=False)
+    study.run_study(3, out, options=RunOptions(batch_size=3, sanity_photos=0, progress=False))
     before = out.read_bytes()
-    other = dataclasses.replace(study.StudySettings(), ig_steps=16)
+    other = dataclasses.replace(StudySettings(), ig_steps=16)
     with pytest.raises(ValueError) as excinfo:
-        study.run_study(3, out, settings=other, sanity_photos=0, progress=False)
+        study.run_study(3, out, other, RunOptions(sanity_photos=0, progress=False))
     one_sentence(excinfo, str(out), "other settings", "--force-new")
     assert out.read_bytes() == before and len(fake_study) == 1
 
 
 def test_force_new_keeps_the_old_table_beside_the_new_one(tmp_path, fake_study, capsys):
     out = tmp_path / "s.csv"
-    study.run_study(3, out, batch_size=3, sanity_photos=1, progress=False)
+    study.run_study(3, out, options=RunOptions(batch_size=3, sanity_photos=1, progress=False))
     before = out.read_bytes()
-    other = dataclasses.replace(study.StudySettings(), ig_steps=16)
-    study.run_study(2, out, settings=other, sanity_photos=1, progress=False, force_new=True)
+    other = dataclasses.replace(StudySettings(), ig_steps=16)
+    study.run_study(2, out, other, RunOptions(sanity_photos=1, progress=False, force_new=True))
     assert (tmp_path / "s.old.csv").read_bytes() == before
     assert (tmp_path / "s_sanity.old.csv").exists()
     assert str(tmp_path / "s.old.csv") in capsys.readouterr().err
@@ -240,11 +243,11 @@ def test_force_new_keeps_the_old_table_beside_the_new_one(tmp_path, fake_study, 
 
 def test_a_damaged_table_is_not_resumed_and_not_overwritten(tmp_path, fake_study, one_sentence):
     out = tmp_path / "s.csv"
-    study.run_study(3, out, batch_size=3, sanity_photos=0, progress=False)
+    study.run_study(3, out, options=RunOptions(batch_size=3, sanity_photos=0, progress=False))
     text = out.read_text()
     out.write_text(text + text.splitlines()[-1] + "\n")  # the last row twice
     with pytest.raises(ValueError) as excinfo:
-        study.run_study(5, out, sanity_photos=0, progress=False)
+        study.run_study(5, out, options=RunOptions(sanity_photos=0, progress=False))
     one_sentence(excinfo, str(out), "repeats")
     assert out.read_text() == text + text.splitlines()[-1] + "\n"
 
@@ -252,6 +255,6 @@ def test_a_damaged_table_is_not_resumed_and_not_overwritten(tmp_path, fake_study
 def test_the_study_table_and_its_sanity_table_cannot_be_a_folder(tmp_path, fake_study, one_sentence):
     (tmp_path / "s_sanity.csv").mkdir()
     with pytest.raises(ValueError) as excinfo:
-        study.run_study(2, tmp_path / "s.csv", sanity_photos=1, progress=False)
+        study.run_study(2, tmp_path / "s.csv", options=RunOptions(sanity_photos=1, progress=False))
     one_sentence(excinfo, "s_sanity.csv", "folder")
     assert fake_study == []  # refused before any work

@@ -1,7 +1,17 @@
 """xai_helpers: FGSM adversarial examples on MobileNetV2, explained with Grad-CAM and Integrated Gradients.
 
 The public API the book, the command line and the tests use; every function takes and returns NumPy arrays,
-and the Keras model is the one object passed around.
+and the Keras model is the one object passed around. The package is built in wings, each importing only
+the wings below it (``tests/test_layers.py`` checks it):
+
+* ``classifier/``: the model, its forward passes and labels, the photos, input checks;
+* ``methods/``: attacks, Grad-CAM, Integrated Gradients, map comparison, interventions, controls,
+  faithfulness, detection, regions and their plots;
+* ``study/``: the per-photo analysis, the many-photo study (settings, rows, table, runner, Ray), its
+  summaries and safe output files;
+* ``chapters/``: what the book's chapters need beside the methods (study tables as they read them, kept
+  results, the build's log);
+* ``cli/``: the command line (imported by nothing else).
 
 Importing the package is cheap: the public names (``xh.load_model``, ``xh.fgsm``, ...) are imported from
 their modules on first use (PEP 562), so ``python -m xai_helpers --help`` answers without loading
@@ -14,7 +24,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import types
 
 # TensorFlow's C++ start-up chatter would otherwise land in every notebook's stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,15 +32,17 @@ __version__ = "0.1.0"
 
 #: Public name -> the module (of this package) that defines it; imported on first access.
 _PUBLIC = {
-    "DEFAULT_EPS": "attacks", "DEFAULT_EPS_PIXELS": "attacks", "eps_to_pixels": "attacks", "fgsm": "attacks",
-    "fgsm_targeted": "attacks", "iterative_fgsm_targeted": "attacks", "loss_gradient_sign": "attacks",
-    "pixels_to_eps": "attacks",
-    "compare_maps": "compare", "to_2d": "compare",
-    "deprocess": "data", "load_image": "data", "sample_image": "data", "sample_photos": "data",
-    "gradcam": "gradcam",
-    "IGResult": "integrated_gradients", "integrated_gradients": "integrated_gradients",
-    "class_labels": "model", "load_model": "model", "predict": "model", "weights_fingerprint": "model",
-    "results_path": "paths",
+    "DEFAULT_EPS": "methods.attacks", "DEFAULT_EPS_PIXELS": "methods.attacks", "eps_to_pixels": "methods.attacks",
+    "fgsm": "methods.attacks", "fgsm_targeted": "methods.attacks", "iterative_fgsm_targeted": "methods.attacks",
+    "loss_gradient_sign": "methods.attacks", "pixels_to_eps": "methods.attacks",
+    "compare_maps": "methods.compare", "to_2d": "methods.compare",
+    "deprocess": "classifier.data", "load_image": "classifier.data", "sample_image": "classifier.data",
+    "sample_photos": "classifier.data",
+    "gradcam": "methods.gradcam",
+    "IGResult": "methods.integrated_gradients", "integrated_gradients": "methods.integrated_gradients",
+    "class_labels": "classifier.labels", "load_model": "classifier.loading", "predict": "classifier.forward",
+    "weights_fingerprint": "classifier.provenance",
+    "results_path": "chapters.paths",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
@@ -124,17 +135,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
-
-
-class _Package(types.ModuleType):
-    """The package's module type: a submodule that shares its name with a public function (``gradcam``,
-    ``integrated_gradients``) never replaces the function as ``xh.<name>`` when it is imported."""
-
-    def __setattr__(self, name, value):
-        if (isinstance(value, types.ModuleType) and _PUBLIC.get(name) == name
-                and value.__name__ == f"{__name__}.{name}" and hasattr(value, name)):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

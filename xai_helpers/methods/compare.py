@@ -1,0 +1,106 @@
+"""Numbers that say how alike two saliency maps are.
+
+The metrics follow Ghorbani, Abid & Zou, "Interpretation of Neural Networks is Fragile", AAAI 2019:
+top-k intersection (here as IoU of the top-k pixel sets), Spearman rank correlation, and the shift of
+the map's centre of mass. Integrated Gradients attributions (H, W, C) are reduced to one 2-D map the same
+way everywhere: ``to_2d(attr) = sum_c |attr_c|`` (the magnitude of evidence, sign ignored, as in the
+assignment's figures and Ghorbani et al.).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import ndimage, stats
+
+from xai_helpers.classifier.checks import check_map
+
+#: Default share of pixels that make up a map's "important region" (top 10%).
+DEFAULT_TOP_FRACTION = 0.10
+
+
+def to_2d(attributions: np.ndarray) -> np.ndarray:
+    """Return an (H, W) importance map: ``sum_c |attr[..., c]|`` for (H, W, C), or |map| for (H, W)."""
+    attributions = np.asarray(attributions, dtype=np.float64)
+    if attributions.ndim == 3:
+        return np.abs(attributions).sum(axis=-1)
+    if attributions.ndim == 2:
+        return np.abs(attributions)
+    raise ValueError(f"attributions must be (H, W) or (H, W, C), got shape {attributions.shape}.")
+
+
+def top_mask(saliency: np.ndarray, top_fraction: float = DEFAULT_TOP_FRACTION) -> np.ndarray:
+    """Return the boolean mask of the ``top_fraction`` highest-valued pixels (ties broken by position).
+
+    Known limitation: a map with fewer than ``top_fraction`` non-zero pixels (a Grad-CAM map with little
+    positive evidence) fills its top set with zero-valued pixels taken in raster order, and two such maps
+    then share those pixels, which inflates ``top_iou``. Rare for MobileNetV2's Grad-CAM, whose bilinear
+    upsampling leaves most pixels positive (none of 180 maps of 60 study photos had fewer than 10%).
+    """
+    saliency = check_map(saliency)
+    if not 0.0 < top_fraction <= 1.0:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction!r}.")
+    k = max(1, int(round(top_fraction * saliency.size)))
+    order = np.argsort(-saliency.ravel(), kind="stable")[:k]
+    mask = np.zeros(saliency.size, dtype=bool)
+    mask[order] = True
+    return mask.reshape(saliency.shape)
+
+
+def center_of_mass(saliency: np.ndarray) -> tuple[float, float]:
+    """Return the (row, column) centre of mass of a non-negative map, in pixels (map centre if all zero)."""
+    saliency = check_map(saliency)
+    if saliency.sum() <= 0:
+        return ((saliency.shape[0] - 1) / 2.0, (saliency.shape[1] - 1) / 2.0)
+    row, col = ndimage.center_of_mass(np.maximum(saliency, 0.0))
+    return float(row), float(col)
+
+
+def compare_maps(a: np.ndarray, b: np.ndarray,
+                 top_fraction: float = DEFAULT_TOP_FRACTION) -> dict[str, float]:
+    """Return how alike two maps of one image are.
+
+    * ``top_iou``: |T_a & T_b| / |T_a | T_b| for the top-``top_fraction`` pixel sets T (1 = same region);
+    * ``spearman``: Spearman rank correlation of all pixel values (1 = same ranking);
+    * ``com_shift_px``: Euclidean distance between the centres of mass, in pixels of the 224 x 224 image.
+
+    (H, W, C) attributions are reduced with ``to_2d`` first. A measure that a map cannot define is NaN,
+    with a ``RuntimeWarning``, never a score: a constant map (e.g. an all-zero Grad-CAM) has no top region
+    and no ranking, so ``top_iou`` and ``spearman`` are NaN; a map with no positive mass has no centre of
+    mass, so ``com_shift_px`` is NaN (a constant positive map's centre is the image centre).
+    """
+    a2, b2 = (to_2d(m) if np.ndim(m) == 3 else check_map(m) for m in (a, b))
+    if a2.shape != b2.shape:
+        raise ValueError(f"The maps must have the same shape, got {a2.shape} and {b2.shape}.")
+    mask_a, mask_b = top_mask(a2, top_fraction), top_mask(b2, top_fraction)
+    constant = [name for name, m in (("a", a2), ("b", b2)) if np.ptp(m) == 0]
+    massless = [name for name, m in (("a", a2), ("b", b2)) if np.maximum(m, 0.0).sum() <= 0]
+    nan = float("nan")
+    if constant:
+        iou = rho = nan
+    else:
+        iou = float(np.logical_and(mask_a, mask_b).sum() / np.logical_or(mask_a, mask_b).sum())
+        rho = float(stats.spearmanr(a2.ravel(), b2.ravel()).statistic)
+    shift = nan if massless else float(np.hypot(*np.subtract(center_of_mass(a2), center_of_mass(b2))))
+    if constant or massless:
+        reasons = []
+        if constant:
+            reasons.append(f"map {' and '.join(constant)} {'is' if len(constant) == 1 else 'are'} constant")
+        if massless:
+            reasons.append(f"map {' and '.join(massless)} {'has' if len(massless) == 1 else 'have'} no "
+                           f"positive mass")
+        undefined = (["top_iou", "spearman"] if constant else []) + (["com_shift_px"] if massless else [])
+        verb = "is" if len(undefined) == 1 else "are"
+        warnings.warn(f"compare_maps: {' and '.join(reasons)}, so {', '.join(undefined)} {verb} undefined "
+                      f"(NaN).", RuntimeWarning, stacklevel=2)
+    return {"top_iou": iou, "spearman": rho, "com_shift_px": shift}
+
+
+def mass_fraction(saliency: np.ndarray, region: np.ndarray) -> float:
+    """Return the share of a non-negative map's total mass that lies inside the boolean ``region``."""
+    saliency = np.maximum(check_map(saliency), 0.0)
+    region = np.asarray(region, dtype=bool)
+    if region.shape != saliency.shape:
+        raise ValueError(f"region must have the map's shape {saliency.shape}, got {region.shape}.")
+    total = saliency.sum()
+    return float(saliency[region].sum() / total) if total > 0 else float("nan")
