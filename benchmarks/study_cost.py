@@ -18,11 +18,10 @@ weights the two kinds of batch by their share of the 1000 photos.
 
     python benchmarks/study_cost.py [--batches 1] [--batch-size 8] [--model MobileNet --alpha 0.75 --size 192]
     python benchmarks/study_cost.py --gradcam-engine tf-keras-vis     # the study's Grad-CAM before the engine
-    python benchmarks/study_cost.py --scope issue-17                  # the smaller study of issue 17's time
+    python benchmarks/study_cost.py --scope ig16                      # the study with 16 IG steps, not 32
 
-``--scope issue-17`` runs the study as it was when issue 17 measured "today's cost" (no necessity tests, no
-targeted PGD, no logit faithfulness: the settings that tables made before them record as False), so that
-the engine's speed-up can be measured on the same work.
+To compare with an earlier version of the package on the same machine, run this script with that version's
+``xai_helpers`` first on ``PYTHONPATH`` (a ``git worktree`` of the commit), right after this one.
 """
 from __future__ import annotations
 
@@ -39,7 +38,7 @@ from xai_helpers.study.settings import StudySettings, photo_order
 #: The study's work at each scope, as settings that differ from the defaults.
 SCOPES = {
     "default": {},
-    "issue-17": {"necessity_tests": False, "targeted_pgd": False, "logit_faithfulness": False},
+    "ig16": {"ig_steps": 16},
 }
 
 
@@ -84,14 +83,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--gradcam-engine", default="compiled", choices=("compiled", "tf-keras-vis"))
     parser.add_argument("--scope", default="default", choices=tuple(SCOPES),
-                        help="the study's default work, or the smaller study that issue 17 measured")
+                        help="the study's default settings, or those with 16 IG steps")
     args = parser.parse_args()
 
     from xai_helpers.classifier import passes
-    from xai_helpers.study import rows as study_rows
+    from xai_helpers.study import rows_maps
     from xai_helpers.study.settings import ModelSpec
 
-    study_rows.STUDY_GRADCAM_ENGINE = args.gradcam_engine
+    rows_maps.STUDY_GRADCAM_ENGINE = args.gradcam_engine
     print(common.machine())
     model = ModelSpec(args.model, "imagenet", args.alpha, args.size).load()
     print(f"model {args.model} (alpha {args.alpha}, size {args.size}); Grad-CAM engine {args.gradcam_engine}")

@@ -143,8 +143,9 @@ def test_a_real_short_study_interrupted_and_resumed_keeps_its_rows(tmp_path, tin
     """The real analysis (of the tiny study model) on 3 photos with cheap settings: Ctrl-C once the first row
     is written, then resume."""
 
-    cheap = {"ig_steps": 4, "eps_grid_pixels": (2.0,), "study_eps_pixels": 2.0, "pgd_steps": 0,
-             "deletion_steps": 2, "intervention_random_masks": 1, "road_photos": 0}
+    cheap = {"ig_steps": 4, "eps_grid_pixels": (2.0,), "study_eps_pixels": 2.0, "pgd_steps": 1,
+             "deletion_steps": 2, "intervention_random_masks": 1, "road_photos": 0, "jf_step_levels": 1.0,
+             "jf_max_levels": 4.0, "smoothgrad_samples": 2}
     fields = {f.name for f in dataclasses.fields(StudySettings)}
     settings = {k: v for k, v in cheap.items() if k in fields}
     script = tmp_path / "real_study.py"

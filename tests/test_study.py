@@ -9,7 +9,7 @@ from xai_helpers.methods import regions
 from xai_helpers.methods.detection import detection_auc
 from xai_helpers.methods.faithfulness import curve_auc, deletion_insertion_images
 from xai_helpers.methods.gradcam_steps import gradcam_steps
-from xai_helpers.study.rows import normalized_entropy
+from xai_helpers.study.rows_maps import normalized_entropy
 from xai_helpers.study.sanity import randomize_top_layers
 from xai_helpers.study.settings import StudySettings, photo_order, random_sign_noise
 from xai_helpers.study.summary import binned, bootstrap_ci

@@ -229,3 +229,25 @@ def test_the_sample_photos_header_names_its_source(tmp_path):
     assert table.load_table(out).meta["photo_source"] == SAMPLE_SOURCE
     assert "photo_files" not in table.load_table(out).meta
     assert os.path.getsize(out) > 0
+
+
+def test_a_ray_address_where_something_else_answers_fails_within_30_s(tmp_path, capsys):
+    """A port that takes the connection but is no Ray cluster (here an HTTP server): Ray's own handshake,
+    in a child process, is given up after its time limit, in one sentence naming the address."""
+    pytest.importorskip("ray")
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        start = time.perf_counter()
+        code = main(["study", "--photos", "2", "--ray", address, "--out", str(tmp_path / "t.csv"), "--quiet",
+                     "--sanity-photos", "0"], prog="x")
+        err = capsys.readouterr().err
+    finally:
+        server.shutdown()
+    assert code == 2 and time.perf_counter() - start < 30, err
+    assert address in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.csv.lock").exists()

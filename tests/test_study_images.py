@@ -14,7 +14,8 @@ from xai_helpers.study.settings import StudySettings
 from xai_helpers.study.table import load_table
 
 SETTINGS = StudySettings(eps_grid_pixels=(2.0,), ig_steps=4, deletion_steps=2, intervention_random_masks=2,
-                               pgd_steps=1, study_eps_pixels=2.0, road_photos=0)
+                         pgd_steps=1, study_eps_pixels=2.0, road_photos=0, jf_step_levels=1.0, jf_max_levels=4.0,
+                         smoothgrad_samples=2)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 One loader, so that the chapters of *A thousand photos* agree on which rows they read (photos that could not
 be read are counted, not analysed), which settings made them (recognised by the key in the table's header,
-``study_settings.settings_for_key``) and which subsets the verdicts are over: the correctly classified photos,
+``settings.settings_from_header``) and which subsets the verdicts are over: the correctly classified photos,
 and among them those each attack fools. It also formats the intervals the chapters' tables print.
 It reads results; it never runs the model.
 """
@@ -16,15 +16,16 @@ import numpy as np
 
 from xai_helpers.chapters.paths import results_path
 from xai_helpers.classifier.data import sample_photos
-from xai_helpers.study.settings import StudySettings, settings_for_key
+from xai_helpers.study.settings import StudySettings, settings_from_header
+from xai_helpers.study.columns import ATTACK_TITLES
 from xai_helpers.study.summary import proportion_ci
 from xai_helpers.study.table import analysed_rows, read_table
 
-#: The untargeted attacks the study part reads, with their names in tables and figures.
+#: The attacks at the study eps, with their names in tables and figures.
 ATTACKS = {"fgsm": "FGSM", "pgd": "PGD"}
-#: Every attack a table may hold: the untargeted ones and PGD towards a seeded random class per photo
-#: (in the tables made with the current settings).
-ALL_ATTACKS = {**ATTACKS, "tpgd": "targeted PGD"}
+#: Every attack a table holds: those and PGD towards a seeded random class per photo, and the just-flipping
+#: PGD (the smallest budget that flips the label).
+ALL_ATTACKS = dict(ATTACK_TITLES)
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ class StudyBook:
 
     @cached_property
     def settings(self) -> StudySettings:
-        """The settings the table was made with (its header's key; an earlier default is recognised)."""
-        return settings_for_key(self.meta["settings_key"])
+        """The settings the table was made with (its header's settings line, checked against its key)."""
+        return settings_from_header(self.meta, self.meta.get("path", "the study table"))
 
     @cached_property
     def table(self):

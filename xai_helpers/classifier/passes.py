@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 #: The study's stages, in the order of a photo's analysis (the table's ``passes_{stage}_*`` columns).
-STAGES = ("classify", "attacks", "gradcam", "ig", "attack_attribution", "deletion_insertion", "road",
-          "interventions", "sanity")
+STAGES = ("classify", "attacks", "just_flipping", "gradcam", "ig", "attack_attribution", "first_order",
+          "deletion_insertion", "road", "interventions", "sanity")
 KINDS = ("forward", "gradient")
 
 

@@ -124,5 +124,18 @@ def weights_fingerprint(model=None) -> dict[str, object]:
             **model_description()}
 
 
+def source_digest() -> str:
+    """The SHA-256 of the package's source: every ``.py`` file under ``xai_helpers/``, by relative path and
+    bytes, in sorted order (the study's rows record its first 12 digits as ``code_sha``)."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 __all__ = ["DEFAULT_MODEL", "OFFLINE_DEQUANTIZED_SHA256", "OFFLINE_MOBILENET_V1_SHA256", "WEIGHTS_FILE",
-           "model_description", "weights_fingerprint"]
+           "model_description", "source_digest", "weights_fingerprint"]

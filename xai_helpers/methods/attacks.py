@@ -158,7 +158,7 @@ def pgd(model, x: np.ndarray, label: int | None = None, eps: float = DEFAULT_EPS
 
 
 # long: the public attack's keyword options (step, steps, targeted, seeds, ...), each with a default, as ART's PGD has
-def pgd_batch(model, xs: np.ndarray, labels, eps: float = DEFAULT_EPS, steps: int = PGD_STEPS,
+def pgd_batch(model, xs: np.ndarray, labels, eps: float | np.ndarray = DEFAULT_EPS, steps: int = PGD_STEPS,
               step_size: float | None = None, random_start: bool = True, seeds=None,
               targeted: bool = False) -> np.ndarray:
     """Return ``pgd`` of a batch (N, H, W, C) with one label and one seed per image (batched gradients).
@@ -166,13 +166,14 @@ def pgd_batch(model, xs: np.ndarray, labels, eps: float = DEFAULT_EPS, steps: in
     ``seeds`` defaults to ``0..N-1``; each image's random start depends only on its own seed, so a row of
     the study does not depend on which batch it was computed in. ``targeted``: ``labels`` are target
     classes, and each step *descends* their cross-entropy (``x - step * sign(grad)``) instead of ascending
-    the true class's.
+    the true class's. ``eps`` is one budget or one per image (N,); the default step is each image's eps / 4.
     """
-    eps = check_eps(eps)
+    xs = np.stack([check_image(x, input_shape(model)) for x in np.asarray(xs)])
+    eps = np.array([check_eps(float(e)) for e in np.broadcast_to(np.asarray(eps, np.float64), (len(xs),))])
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-    step = PGD_STEP_FRACTION * eps if step_size is None else check_eps(step_size, "step_size")
-    xs = np.stack([check_image(x, input_shape(model)) for x in np.asarray(xs)])
+    step = PGD_STEP_FRACTION * eps if step_size is None else np.full(len(xs), check_eps(step_size, "step_size"))
+    eps, step = eps[:, None, None, None], step[:, None, None, None]
     seeds = list(range(len(xs))) if seeds is None else list(seeds)
     if len(seeds) != len(xs):
         raise ValueError(f"Got {len(seeds)} seeds for {len(xs)} images.")
@@ -180,8 +181,8 @@ def pgd_batch(model, xs: np.ndarray, labels, eps: float = DEFAULT_EPS, steps: in
     if random_start:
         # An int or a sequence of ints per image (e.g. [study seed, class index]); 7 separates this stream
         # from other uses of the same seed.
-        noise = np.stack([np.random.default_rng([*np.atleast_1d(s).astype(int).tolist(), 7])
-                          .uniform(-eps, eps, x.shape) for s, x in zip(seeds, xs)])
+        noise = np.stack([e * np.random.default_rng([*np.atleast_1d(s).astype(int).tolist(), 7])
+                          .uniform(-1.0, 1.0, x.shape) for s, x, e in zip(seeds, xs, eps)])
         adv = np.clip(xs + noise, -1.0, 1.0).astype(np.float32)
     for _ in range(steps):
         direction = -1.0 if targeted else 1.0

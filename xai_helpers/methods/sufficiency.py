@@ -76,11 +76,13 @@ class RegionVerdict:
 
 
 def region_verdicts(model, x: np.ndarray, adv: np.ndarray, masks: Mapping[str, np.ndarray], class_index: int,
-                    contrast_class: int | None = None) -> dict[str, RegionVerdict]:
+                    contrast_class: int | None = None, target: int | None = None) -> dict[str, RegionVerdict]:
     """Return a ``RegionVerdict`` per named mask (H, W) in [0, 1], against the true class ``class_index``.
 
     Shares use the logit of ``class_index`` or, with ``contrast_class``, the margin against it; the labels
-    are the model's top-1 on ``restrict`` (kept) and ``remove`` (removed) images, all in one batch.
+    are the model's top-1 on ``restrict`` (kept) and ``remove`` (removed) images, all in one batch. With
+    ``target`` (a targeted attack's class) a region is sufficient only where keeping it reaches the target,
+    not merely leaves the true class.
     """
     x, adv = _check_pair(model, x, adv)
     names = list(masks)
@@ -89,7 +91,8 @@ def region_verdicts(model, x: np.ndarray, adv: np.ndarray, masks: Mapping[str, n
     shares = effect_shares(model, x, adv, both, class_index, contrast_class)
     labels = top1(model, restrict(x, adv, both))
     n = len(names)
-    return {name: RegionVerdict(float(shares[i]), float(shares[n + i]), bool(labels[i] != class_index),
+    moved = labels[:n] != class_index if target is None else labels[:n] == target
+    return {name: RegionVerdict(float(shares[i]), float(shares[n + i]), bool(moved[i]),
                                 bool(labels[n + i] == class_index), float(stack[i].mean()))
             for i, name in enumerate(names)}
 
@@ -112,14 +115,16 @@ def smallest_flipping_fraction(model, x: np.ndarray, adv: np.ndarray, ranking: n
 
 
 def smallest_flipping_fractions(model, xs: np.ndarray, advs: np.ndarray, rankings: np.ndarray,
-                                class_indices: Sequence[int]) -> np.ndarray:
+                                class_indices: Sequence[int], targets: Sequence[int] | None = None) -> np.ndarray:
     """Return ``smallest_flipping_fraction`` for each photo of a batch (N,), NaN where it is not defined.
 
     ``xs``, ``advs``: (N, H, W, C); ``rankings``: (N, H, W); ``class_indices``: (N,). The N bisections run
     in lock-step: each round sends one image per still-open search through the model in one batched pass,
     so a batch costs the ~log2(H * W) rounds of one photo (16 at 224 x 224), not N times as many
     single-image passes, and each search takes the same steps as it would alone. A photo whose clean image
-    is not of its class, or whose adversarial image still is, gets NaN (nothing to bisect).
+    is not of its class, or whose adversarial image still is, gets NaN (nothing to bisect). With ``targets``
+    (a targeted attack's classes) a fraction flips only where it reaches the target, and a photo whose
+    adversarial image did not reach it gets NaN.
     """
     shape = input_shape(model)
     xs = np.stack([check_image(x, shape, name="x") for x in xs]) if len(xs) else np.zeros((0, *shape), np.float32)
@@ -132,8 +137,14 @@ def smallest_flipping_fractions(model, xs: np.ndarray, advs: np.ndarray, ranking
     n, count = int(np.prod(shape[:2])), len(xs)
     if count == 0:
         return np.zeros(0)
+    goal = None if targets is None else np.asarray(targets, dtype=np.int64)
+
+    def flips(labels, which):
+        return labels != classes[which] if goal is None else labels == goal[which]
+
+    everyone = np.arange(count)
     ends = top1(model, np.concatenate([xs, advs]))
-    valid = (ends[:count] == classes) & (ends[count:] != classes)
+    valid = (ends[:count] == classes) & flips(ends[count:], everyone)
     lo, hi = np.zeros(count, dtype=np.int64), np.full(count, n, dtype=np.int64)  # flips(lo) False, flips(hi) True
     while np.any(open_ := valid & (hi - lo > 1)):
         which = np.flatnonzero(open_)
@@ -142,7 +153,7 @@ def smallest_flipping_fractions(model, xs: np.ndarray, advs: np.ndarray, ranking
         for row, (i, k) in enumerate(zip(which, mid)):
             masks[row, orders[i][:k]] = 1.0
         masks = masks.reshape(len(which), *shape[:2], 1)
-        flipped = top1(model, xs[which] + masks * (advs[which] - xs[which])) != classes[which]
+        flipped = flips(top1(model, xs[which] + masks * (advs[which] - xs[which])), which)
         hi[which] = np.where(flipped, mid, hi[which])
         lo[which] = np.where(flipped, lo[which], mid)
     return np.where(valid, hi / n, np.nan)

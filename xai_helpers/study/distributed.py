@@ -50,9 +50,11 @@ class WorkerLost(RuntimeError):
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Raise ``ConnectionError`` (one sentence naming ``address``) unless its host answers on its port within
-    ``timeout`` seconds; ``auto`` and ``local`` are left to Ray (which answers at once). Ray itself waits
-    minutes for a cluster that is not there."""
+    """Raise ``ConnectionError`` (one sentence naming ``address``) unless a Ray cluster answers there: its
+    host must take a connection on its port within ``timeout`` seconds, and then Ray's own handshake
+    (``ray.init(address=...)``, in a child process that is ended after ``HANDSHAKE_TIMEOUT_S``) must
+    succeed, so that a port where something else answers fails in seconds too (Ray itself retries for
+    minutes). ``auto`` and ``local`` are left to Ray, which answers at once."""
     import socket
 
     if address in ("auto", "local"):
@@ -68,6 +70,39 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
         raise ConnectionError(f"cannot reach a Ray cluster at {address} ({reason} within {timeout:.0f} s); "
                               f"start one ('ray start --head') or check the address.") from None
+    _ray_handshake(address)
+
+
+#: Seconds Ray's handshake with a cluster may take before the address is given up.
+HANDSHAKE_TIMEOUT_S = 20.0
+_HANDSHAKE = ("import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False, "
+              "logging_level='ERROR'); ray.shutdown()")
+
+
+def _ray_handshake(address: str, timeout: float = HANDSHAKE_TIMEOUT_S) -> None:
+    """Join the cluster at ``address`` from a child process (Ray's own handshake) and leave again; raise
+    ``ConnectionError`` when that fails or takes longer than ``timeout`` seconds (the child is ended)."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", _HANDSHAKE, address], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = child.communicate(timeout=timeout)
+    except BaseException as stop:   # the time limit, Ctrl-C, SIGTERM: the child and its helpers go too
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        if isinstance(stop, subprocess.TimeoutExpired):
+            raise ConnectionError(f"no Ray cluster answered at {address} within {timeout:.0f} s (something "
+                                  f"else listens there?); start one ('ray start --head') or check the "
+                                  f"address.") from None
+        raise
+    if child.returncode != 0:
+        lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+        reason = lines[-1].strip()[:200] if lines else f"exit status {child.returncode}"
+        raise ConnectionError(f"cannot join a Ray cluster at {address} ({reason}); start one "
+                              f"('ray start --head') or check the address.")
 
 
 #: Models loaded in this (worker) process, by the id of the loader's object in the Ray store.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -58,12 +59,48 @@ def _locked(path: Path, lock: Path, pid: int | None) -> TableLocked:
                        f"it to finish, or delete {lock} if no such run exists.")
 
 
+#: The most a lock file of this package holds: a PID and a newline. A larger file is not one.
+LOCK_FILE_BYTES = 32
+
+
+def _open_lock(path: Path, lock: Path) -> int:
+    """Open (or create) ``lock`` without following a symbolic link, and check that it is a lock file: a
+    regular file holding nothing or a PID. Anything else (a link, a FIFO, a folder, a file with other
+    content) is refused in one sentence and left as it is."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(lock, flags, 0o644)
+    except OSError:
+        if lock.is_symlink() or os.path.lexists(lock):
+            what = "a symbolic link" if lock.is_symlink() else "not a regular file"
+            raise _not_a_lock(path, lock, what) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _not_a_lock(path, lock, "not a regular file")
+    if info.st_size > LOCK_FILE_BYTES or not _holds_a_pid(os.pread(fd, LOCK_FILE_BYTES + 1, 0)):
+        os.close(fd)
+        raise _not_a_lock(path, lock, "a file that does not hold a process ID")
+    return fd
+
+
+def _holds_a_pid(data: bytes) -> bool:
+    text = data.decode("ascii", errors="replace").strip()
+    return text == "" or text.isdigit()
+
+
+def _not_a_lock(path: Path, lock: Path, what: str) -> TableLocked:
+    return TableLocked(f"Could not lock {path}: {lock} is {what}, not a lock file of this program, and was left "
+                       f"as it is; move it away.")
+
+
 def _flock(path: Path, lock: Path) -> int | None:
     """Take ``lock`` with ``fcntl.flock`` and write our PID in it; return its descriptor (None: the file
     system has no flock). The kernel releases a flock when its process ends, so a lock file left by a
-    killed run is free: it is taken over."""
+    killed run is free: it is taken over (only a lock file: ``_open_lock``)."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path, lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -99,6 +136,7 @@ def _pid_lock(path: Path, lock: Path) -> None:
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
+            os.close(_open_lock(path, lock))   # (a link, a FIFO or another file is refused, never removed)
             pid = _read_pid(lock)
             if pid is None and time.monotonic() < deadline:  # its holder is writing its PID just now
                 time.sleep(0.02)

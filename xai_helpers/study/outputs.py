@@ -223,6 +223,43 @@ def _remove_empty_folders(folders: Iterable[Path]) -> None:
             folder.rmdir()
 
 
+def _temporary_prefix(path: Path, pid: int) -> str:
+    return f".{path.name[:TMP_NAME_CHARS]}.pid{pid}."
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that a killed run left beside it (``.<name>.pid<PID>.*.tmp`` whose
+    process no longer runs; regular files only, never followed through a link); return them."""
+    import re
+
+    pattern = re.compile(re.escape(f".{path.name[:TMP_NAME_CHARS]}.pid") + r"(\d+)\.[^/]*\.tmp")
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or int(match.group(1)) == os.getpid() or _process_runs(int(match.group(1))):
+            continue
+        stale = path.parent / name
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(stale).st_mode):
+                stale.unlink()
+                removed.append(stale)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # (it runs, as another user; or this system cannot say: keep its files)
+        return True
+    return True
+
+
 class PendingFiles:
     """Files written to temporaries now and moved into place together by ``commit()``.
 
@@ -250,9 +287,11 @@ class PendingFiles:
         try:
             if self.make_folders:
                 self._made = _make_folders(path.parent) + self._made
-            # mkstemp creates the file with O_EXCL; the name keeps a short part of path's, so that a long
-            # (allowed) name does not make the temporary's too long.
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:TMP_NAME_CHARS]}.", suffix=".tmp", dir=path.parent)
+            remove_stale_temporaries(path)
+            # mkstemp creates the file with O_EXCL; the name keeps a short part of path's (so that a long,
+            # allowed name does not make the temporary's too long) and this process's PID, so that a later
+            # run recognises a temporary that a killed run left behind.
+            fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path, os.getpid()), suffix=".tmp", dir=path.parent)
         except OSError as err:
             raise _write_failed(path, err) from None
         tmp = Path(tmp)
@@ -383,5 +422,6 @@ def signals_deferred():
             raise KeyboardInterrupt
 
 
-__all__ = ["PSEUDO_FILE_SYSTEMS", "PendingFiles", "check_outputs", "signals_deferred", "write_atomic",
+__all__ = ["PSEUDO_FILE_SYSTEMS", "PendingFiles", "check_outputs", "remove_stale_temporaries", "signals_deferred",
+           "write_atomic",
            "write_text_atomic"]

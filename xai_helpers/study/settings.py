@@ -5,7 +5,7 @@ the command line all read it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -14,8 +14,6 @@ from xai_helpers.classifier.data import sample_photos
 EPS_GRID_PIXELS = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: The explanations' eps: one pixel level, as in the single-photo chapters (``attacks.DEFAULT_EPS_PIXELS``).
 STUDY_EPS_PIXELS = 1.0
-#: The attacks compared side by side at every eps (PGD is left out when ``pgd_steps`` is 0).
-ATTACK_NAMES = ("fgsm", "pgd", "tpgd")  # (tpgd: PGD towards a seeded random target class, at the study eps)
 #: IG steps in the study: 32 trapezoid steps (4x cheaper than the report's default of 128); the
 #: completeness error this costs is recorded per map (``ig_reldelta_*``) and shown in the chapter.
 STUDY_IG_STEPS = 32
@@ -40,6 +38,11 @@ ROAD_PHOTOS = 400
 #: The engine of the study's Grad-CAM maps: the compiled one, equal to tf-keras-vis's within 1e-5
 #: (``tests/test_gradcam_engines.py``) and 10x faster, so not a setting that changes a number.
 STUDY_GRADCAM_ENGINE = "compiled"
+#: The just-flipping attack's grid (``just_flipping``): budgets in steps of 1/8 pixel level up to 8 levels.
+JF_STEP_LEVELS = 0.125
+JF_MAX_LEVELS = 8.0
+#: Noisy copies per photo and attack in SmoothGrad (``gradients.first_order_maps``).
+SMOOTHGRAD_SAMPLES = 16
 
 
 @dataclass(frozen=True)
@@ -62,30 +65,15 @@ class StudySettings:
     pgd_steps: int = STUDY_PGD_STEPS
     #: ROAD's faithfulness numbers for the photos among the first this many of the study order.
     road_photos: int = ROAD_PHOTOS
-    #: How Grad-CAM's 7 x 7 map is brought to the photo's size (``gradcam.UPSAMPLINGS``): "half_pixel",
-    #: or "corner" for tables made before the placement fix (only to re-check them).
-    gradcam_upsampling: str = "half_pixel"
-    #: Per fooled photo, necessity beside sufficiency (``sufficiency``): each map's top pixels removed as
-    #: well as kept, the smallest flipping fraction of the margin attribution's ranking, and moved copies of
-    #: each clean map's top pixels (same shape and area) as a control; False for tables made before.
-    necessity_tests: bool = True
-    #: PGD towards a seeded random target class per photo (``random_target``), at the study eps only, with
-    #: the untargeted attacks' explanations and interventions (columns ``tpgd_*``); False for tables made before.
-    targeted_pgd: bool = True
-    #: Deletion and insertion of the logit maps scored on the class logit too (columns ``*_auc_logit``), the
-    #: target those maps explain, from the same forward passes; False for tables made before.
-    logit_faithfulness: bool = True
-    extra: dict = field(default_factory=dict)
+    #: The just-flipping attack's grid: steps of ``jf_step_levels`` pixel levels up to ``jf_max_levels``.
+    jf_step_levels: float = JF_STEP_LEVELS
+    jf_max_levels: float = JF_MAX_LEVELS
+    #: Noisy copies per photo in SmoothGrad, the third first-order map of the margin.
+    smoothgrad_samples: int = SMOOTHGRAD_SAMPLES
 
     def key(self) -> str:
-        """Return a short hash of the settings, to refuse resuming a table made with other settings.
-
-        A setting added later is left out of the hash while it has the value every earlier table was made
-        with (``LEGACY_VALUES``), so an earlier table keeps its key and is recognised for what it is.
-        """
-        text = repr(sorted((k, v) for k, v in asdict(self).items()
-                           if k != "extra" and LEGACY_VALUES.get(k, object()) != v))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """Return a short hash of the settings, to refuse resuming a table made with other settings."""
+        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -113,11 +101,6 @@ class ModelSpec:
         return self.name.lower() == "mobilenetv2" and self.alpha in (None, 1.0) and self.size in (None, 224)
 
 
-#: Settings added after the first tables, with the value those tables were made with (see ``key``).
-LEGACY_VALUES = {"gradcam_upsampling": "corner", "necessity_tests": False, "targeted_pgd": False,
-                 "logit_faithfulness": False}
-
-
 def random_target(true_class: int, seed_id: int, seed: int = SEED, n_classes: int = 1000) -> int:
     """Return the targeted attack's class for one photo: uniform over the classes other than the true one,
     seeded by (seed, the photo's seed id), so it never depends on the batch."""
@@ -125,20 +108,26 @@ def random_target(true_class: int, seed_id: int, seed: int = SEED, n_classes: in
     return draw + (draw >= true_class)
 
 
-def settings_for_key(key: str) -> StudySettings:
-    """Return the default ``StudySettings``, or those with some settings at their ``LEGACY_VALUES``, whose
-    ``key()`` is ``key``: the settings an earlier table of the default study was made with (its header
-    records the key). Raises ``ValueError`` when none matches (a table made with other settings)."""
-    from itertools import combinations
+def settings_from_header(meta: dict[str, str], source: str = "the table") -> StudySettings:
+    """Return the ``StudySettings`` a table's header records (its ``settings`` line, read as a Python literal,
+    never run), checked against its ``settings_key``; ``ValueError`` (one sentence naming ``source``) when
+    the line is missing, is not a literal of this package's settings, or does not give the recorded key."""
+    import ast
+    from dataclasses import fields
 
-    names = sorted(LEGACY_VALUES)
-    for n in range(len(names) + 1):
-        for chosen in combinations(names, n):
-            settings = StudySettings(**{name: LEGACY_VALUES[name] for name in chosen})
-            if settings.key() == key:
-                return settings
-    raise ValueError(f"No default or earlier default study settings have the key {key}; the table was made "
-                     f"with other settings (its header lists them).")
+    names = {f.name for f in fields(StudySettings)}
+    try:
+        recorded = ast.literal_eval(meta["settings"])
+        if not isinstance(recorded, dict) or set(recorded) != names:
+            raise ValueError
+        settings = StudySettings(**recorded)
+    except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ValueError(f"{source} does not record study settings this version can read (its header's "
+                         f"settings line); make it again with `python -m xai_helpers study`.") from None
+    if settings.key() != meta.get("settings_key"):
+        raise ValueError(f"{source} records settings whose key is {settings.key()}, not its settings_key "
+                         f"{meta.get('settings_key')}: its header was edited.")
+    return settings
 
 
 def photo_order(seed: int = SEED) -> np.ndarray:
@@ -152,5 +141,7 @@ def random_sign_noise(shape: tuple[int, ...], class_index: int, seed: int = SEED
     return rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=shape)
 
 
-__all__ = [name for name in dir() if name.isupper()] + ["ModelSpec", "StudySettings", "photo_order",
-                                                         "random_sign_noise", "random_target", "settings_for_key"]
+__all__ = ["DELETION_BLUR_SIGMA", "DELETION_STEPS", "EPS_GRID_PIXELS", "INTERVENTION_RANDOM_MASKS", "JF_MAX_LEVELS",
+           "JF_STEP_LEVELS", "ROAD_PHOTOS", "SANITY_IG_STEPS", "SEED", "SMOOTHGRAD_SAMPLES", "STUDY_EPS_PIXELS",
+           "STUDY_GRADCAM_ENGINE", "STUDY_IG_METHOD", "STUDY_IG_STEPS", "STUDY_PGD_STEPS", "ModelSpec",
+           "StudySettings", "photo_order", "random_sign_noise", "random_target", "settings_from_header"]

@@ -194,16 +194,19 @@ def write_table(path: str | os.PathLike, header: Sequence[str], rows: Sequence[M
 def load_table(path: str | os.PathLike) -> Table:
     """Return the table at ``path`` after checking every row; raise ``ValueError`` naming file and line.
 
-    Checked: each row has as many cells as the column line; ``class_index`` is a whole number >= 0; no
-    two rows share their key (``class_index``, plus ``stage`` where there is one); and, when the header
-    has a ``rows_sha256`` line, the rows are the ones written. ``FileNotFoundError`` if there is no file.
+    Checked, before any row is read: the file is not empty nor far larger than its header's photo count
+    allows, and it has its title line, its ``rows_sha256`` line and its column line. Then: each row has as
+    many cells as the column line; ``class_index`` is a whole number >= 0; no two rows share their key
+    (``class_index``, plus ``stage`` where there is one); and the rows are the ones written (the checksum).
+    CRLF line ends are read as LF. ``FileNotFoundError`` if there is no file.
     Text cells come back as they were given to ``write_table`` (``unescape_text``).
     """
     path = absolute(path)
     if not path.is_file():
         raise FileNotFoundError(f"No table at {path}.")
+    _check_size(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8").replace("\r\n", "\n")   # (a table saved with CRLF line ends)
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not a study table (byte {err.start} is not UTF-8 text).") from None
     lines = text.split("\n")
@@ -215,8 +218,8 @@ def load_table(path: str | os.PathLike) -> Table:
         first += 1
     meta = header_meta(header)
     body_lines = lines[first:]
-    if CHECKSUM_KEY in meta:
-        checksum_line = next(i for i, line in enumerate(header, 1) if line.startswith(f"# {CHECKSUM_KEY}:"))
+    _check_header(path, meta, body_lines, first)
+    checksum_line = next(i for i, line in enumerate(header, 1) if line.startswith(f"# {CHECKSUM_KEY}:"))
     columns: list[str] = []
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
@@ -249,13 +252,53 @@ def load_table(path: str | os.PathLike) -> Table:
             keys[key] = number
         rows.append(row)
         numbers.append(number)
-    if CHECKSUM_KEY in meta:
-        body = "\n".join(body_lines) + ("\n" if body_lines else "")
-        if _checksum(body) != meta[CHECKSUM_KEY]:
-            raise ValueError(f"{path}: the rows do not match the checksum on line {checksum_line}, so they "
-                             f"were changed after the table was written (delete that line to accept the "
-                             f"change).")
+    body = "\n".join(body_lines) + ("\n" if body_lines else "")
+    if _checksum(body) != meta[CHECKSUM_KEY]:
+        raise ValueError(f"{path}: the rows do not match the checksum on line {checksum_line}, so a cell was "
+                         f"changed after the table was written; restore the table from a copy, or pass "
+                         f"--force-new to start a new table and keep this one.")
     return Table(path, meta, columns, rows, numbers)
+
+
+#: Bytes a table may hold per photo its header counts (a row of the study is about 10 KB), and beyond them.
+MAX_BYTES_PER_PHOTO, MAX_HEADER_BYTES = 256 * 1024, 1024 * 1024
+
+
+def _check_size(path: Path) -> None:
+    """Refuse at once, before reading it, a table far larger than the photos its header counts allow."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes), not a study table; delete it, or pass --force-new to "
+                         f"start a new table and keep it.")
+    with open(path, "rb") as f:
+        start = f.read(MAX_HEADER_BYTES)
+    found = re.search(rb"^# photos: (\d{1,9})$", start, re.MULTILINE)
+    photos = int(found.group(1)) if found else 0
+    allowed = MAX_HEADER_BYTES + (photos + 1) * MAX_BYTES_PER_PHOTO * 20   # (the sanity table: a row per stage)
+    if size > allowed:
+        raise ValueError(f"{path} holds {size} bytes, far more than its header's {photos} photos allow "
+                         f"({allowed}); it is not a study table or was damaged.")
+
+
+#: The first column of a table's column line: a sample photo's class, or a folder photo's file name.
+FIRST_COLUMNS = ("class_index", "file", "photo_index")
+
+
+def _check_header(path: Path, meta: dict[str, str], body_lines: Sequence[str], first: int) -> None:
+    """Refuse a table whose header or column line is missing, naming the file: nothing is read as rows."""
+    if "table" not in meta:
+        raise ValueError(f"{path} has no '# {TITLE} (...)' title line, so it is not a study table (or its header "
+                         f"was cut); nothing was read from it.")
+    if CHECKSUM_KEY not in meta:
+        raise ValueError(f"{path} has no '# {CHECKSUM_KEY}:' line, so its rows cannot be checked (its header was "
+                         f"damaged or edited); restore it from a copy, or pass --force-new to start a new table "
+                         f"and keep this one.")
+    if all(line == "" for line in body_lines):   # (a table of no rows yet: no column line either)
+        return
+    if body_lines[0].split(",", 1)[0] not in FIRST_COLUMNS:
+        raise ValueError(f"{path}, line {first + 1}: the column line (starting with one of "
+                         f"{', '.join(FIRST_COLUMNS)}) is missing; the table was damaged or edited, and nothing "
+                         f"was read from it.")
 
 
 def _is_folder_table(columns: Sequence[str]) -> bool:
