@@ -178,6 +178,45 @@ def test_redirect_pages_point_at_a_built_page():
     assert not broken, f"pages that redirect to a missing page: {broken}"
 
 
+#: A phone's screen (CSS px) beside the laptop window: no page may scroll sideways at either.
+PHONE = (390, 844)
+
+OVERFLOW_JS = """
+const width = document.documentElement.clientWidth;
+const wide = [];
+for (const el of document.querySelectorAll('article *')) {
+  const box = el.getBoundingClientRect();
+  if (box.width === 0 || box.right <= width + 1) continue;
+  // inside a box that scrolls sideways on its own (a wide table, a formula): allowed
+  let scrolls = false;
+  for (let a = el.parentElement; a; a = a.parentElement) {
+    const style = getComputedStyle(a);
+    if ((style.overflowX === 'auto' || style.overflowX === 'scroll') && a.getBoundingClientRect().right <= width + 1) {
+      scrolls = true; break; }
+  }
+  if (!scrolls) wide.push(el.tagName + '.' + el.className + ': ' + Math.round(box.right) + ' px');
+}
+return {page: document.documentElement.scrollWidth, width: width, wide: wide.slice(0, 5)};
+"""
+
+
+def test_every_page_fits_a_laptop_and_a_phone_without_scrolling_sideways(browser):
+    if not PAGES:
+        _unavailable(f"No built book in {BOOK_HTML}; run `make book` first.")
+    problems = {}
+    try:
+        for size in (WINDOW, PHONE):
+            browser.set_window_size(*size)
+            for page in PAGES:
+                browser.get(page.as_uri())
+                seen = browser.execute_script(OVERFLOW_JS)
+                if seen["page"] > seen["width"] + 1 or seen["wide"]:
+                    problems[f"{page.name} at {size[0]} px"] = seen
+    finally:
+        browser.set_window_size(*WINDOW)
+    assert not problems, problems
+
+
 def test_every_page_finished_loading(pages):
     stuck = {name: p["wait"] for name, p in pages.items() if p["wait"] is not True}
     assert not stuck, f"pages whose images or MathJax did not finish: {stuck}"
@@ -227,3 +266,41 @@ def test_figures_keep_their_lettering_legible(pages):
                 shrunk.setdefault(name, []).append(f"{Path(image['src']).name}: 9 pt drawn -> "
                                                    f"{factor * MIN_FONT_PT:.1f} pt shown")
     assert not shrunk, f"figures shrunk below {MIN_RENDERED_PT:g} pt lettering at {WINDOW[0]} px: {shrunk}"
+
+
+def test_the_index_page_of_hostile_photo_names_loads_its_figures_and_runs_no_script(browser, tmp_path):
+    """``explain``'s index page for photos named as an attacker would name them: every figure loads, every
+    link stays a file beside the page (clicking it runs nothing), and the page fits a phone's width."""
+    from xai_helpers.cli.explain import safe_name
+    from xai_helpers.cli.index_page import index_page
+
+    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+           b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND"
+           b"\xaeB`\x82")
+    names = ["javascript:document.title='PWNED3';x.jpg", "100%#?.jpg", "a\nb.jpg",
+             "<img src=x onerror=document.title='PWNED4'>.jpg", "evil\u202egnp.jpg"]
+    entries = []
+    for name in names:
+        stem = safe_name(Path(name).stem)
+        (tmp_path / f"{stem}_explained.png").write_bytes(png)
+        (tmp_path / f"{stem}.json").write_text("{}")
+        entries.append({"photo": name, "figure": f"{stem}_explained.png", "json": f"{stem}.json",
+                        "report": {"attack": {"succeeded": True}, "eps": {"levels": 1.0},
+                                   "clean": {"top5": [{"name": "a", "probability": 0.9}]},
+                                   "adversarial": {"top5": [{"name": "b", "probability": 0.5}]}}})
+    page = tmp_path / "index.html"
+    page.write_text(index_page(entries, "hostile names"))
+    browser.get(page.as_uri())
+    assert browser.execute_script("return Array.from(document.images).every(i => i.naturalWidth > 0)")
+    links = browser.execute_script("return Array.from(document.querySelectorAll('a')).map(a => a.href)")
+    assert len(links) == 3 * len(names) and all(link.startswith(tmp_path.as_uri()) for link in links)
+    for k in range(len(links)):
+        browser.get(page.as_uri())
+        browser.execute_script("document.querySelectorAll('a')[arguments[0]].click()", k)
+        assert "PWNED" not in browser.title and browser.current_url.startswith("file://")
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(page.as_uri())
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        browser.set_window_size(*WINDOW)

@@ -108,8 +108,12 @@ def test_explain_json_has_sane_numbers(whiptail_run):
     numbers = whiptail_run[3]
     assert {"image", "figure", "eps", "attack", "clean", "adversarial", "explanations", "weights",
             "versions", "seconds"} <= set(numbers)
-    assert numbers["eps"] == pytest.approx({"levels": 1.0, "model_units": 2 / 255})
-    assert numbers["adversarial"]["linf_levels"] <= 1.0 + 1e-4
+    # --eps auto (the default): the smallest budget in steps of 1/8 level at which FGSM changes the label
+    search, levels = numbers["attack"]["eps_search"], numbers["eps"]["levels"]
+    assert search["auto"] and search["flipping_levels"] == pytest.approx(levels) and numbers["attack"]["succeeded"]
+    assert levels > 0 and (8 * levels) == pytest.approx(round(8 * levels))
+    assert numbers["eps"]["model_units"] == pytest.approx(levels * 2 / 255)
+    assert numbers["adversarial"]["linf_levels"] <= levels + 1e-4
     clean, adv = numbers["clean"]["top5"], numbers["adversarial"]["top5"]
     assert len(clean) == len(adv) == 5
     assert clean[0]["name"] == "whiptail" and clean[0]["class_index"] == 41
@@ -335,7 +339,7 @@ def test_a_full_disk_while_writing_the_json_leaves_neither_output(tmp_path, monk
     monkeypatch.setattr("xai_helpers.study.analysis.explain_photo", _canned_explanation)  # only the files matter here
     figure, numbers = tmp_path / "f.png", tmp_path / "n.json"
     assert main(["explain", whiptail_path, "--steps", "2", "--quiet", "--out", str(figure),
-                 "--json", str(numbers)], prog="x") == 2
+                 "--json", str(numbers)], prog="x") == 4   # (exit status 4: the disk is full)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(numbers) in err[0] and "No space left" in err[0], err
     assert list(tmp_path.iterdir()) == []
@@ -353,3 +357,37 @@ def test_the_package_imports_lazily_keeps_every_public_name_and_keeps_tensorflow
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
     assert proc.stderr == ""  # TensorFlow's start-up lines (absl, oneDNN) do not reach stderr
+
+
+#: Packages of the extras (pyproject's [study], [book] and [test]) that the command line must not need.
+EXTRAS = ("ray", "pandas", "statsmodels", "jupyter_book", "myst_nb", "jupytext", "jupyterlab", "sphinx",
+          "selenium", "art", "pytest", "nbmake", "pypdf")
+
+
+def test_explain_needs_only_the_package_s_own_dependencies(tmp_path, whiptail_path):
+    """``pip install .`` (no extras) must give a working ``explain``: here every extra is made unimportable
+    and one photo is explained; and every third-party module the command line's wings import is a core
+    dependency of pyproject.toml."""
+    import tomllib
+
+    blocker = ("import sys, importlib.abc\n"
+               f"BLOCKED = {EXTRAS!r}\n"
+               "class Block(importlib.abc.MetaPathFinder):\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] in BLOCKED: raise ImportError(f'{name} is an extra')\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "from xai_helpers.cli.main import main\n"
+               "sys.exit(main(sys.argv[1:], prog='xai-explain'))\n")
+    out = tmp_path / "f.png"
+    proc = subprocess.run([sys.executable, "-c", blocker, whiptail_path, "--steps", "2", "--eps", "1", "--quiet",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.is_file()
+    help_run = subprocess.run([sys.executable, "-c", blocker, "--help"], capture_output=True, text=True, timeout=60)
+    assert help_run.returncode == 0 and "explain" in help_run.stdout
+    core = " ".join(tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+                    ["project"]["dependencies"]).lower()
+    for module in ("tensorflow", "keras", "tf-keras-vis", "numpy", "scipy", "pillow", "matplotlib", "tqdm",
+                   "scikit-learn", "ai-edge-litert"):
+        assert module in core, module
+    assert not any(extra in core for extra in ("ray", "pandas", "jupyter", "selenium"))

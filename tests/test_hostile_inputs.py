@@ -584,3 +584,99 @@ def test_a_truncated_h5_model_file_is_not_a_complete_model_file(tmp_path, one_se
     with pytest.raises(ValueError) as excinfo:
         xh.load_model(str(path))
     one_sentence(excinfo, str(path), "is not a complete Keras model file")
+
+
+# ---- issue "lose nothing, part three": locks, temporaries and tables that own only their files ----
+
+def _sample_table(path: Path) -> Path:
+    header = ["# xai_helpers study table (per photo)", "# photos: 2", "# settings_key: k"]
+    return table.write_table(path, header, [{"class_index": 3, "value": 0.5}, {"class_index": 7, "value": -1.0}])
+
+
+def test_a_lock_file_that_is_a_link_to_a_victim_is_refused_and_the_victim_untouched(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "t.csv.lock").symlink_to(victim)
+    with pytest.raises(TableLocked, match="t.csv.lock is a symbolic link, not a lock file"):
+        with table_lock(tmp_path / "t.csv"):
+            pass
+    assert victim.read_text() == "precious" and (tmp_path / "t.csv.lock").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "other file"])
+def test_a_lock_file_that_is_no_lock_is_refused_in_one_sentence(tmp_path, kind, one_sentence):
+    lock = tmp_path / "t.csv.lock"
+    if kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.write_text("my notes, not a PID\n")
+    with pytest.raises(TableLocked) as excinfo:
+        with table_lock(tmp_path / "t.csv"):
+            pass
+    one_sentence(excinfo, str(lock), "not a lock file")
+    assert kind == "fifo" or lock.read_text() == "my notes, not a PID\n"
+
+
+def test_a_temporary_left_by_a_killed_run_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "t.csv"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".t.csv.pid{dead}.abc123.tmp"
+    stale.write_text("half")
+    mine = tmp_path / f".t.csv.pid{os.getpid()}.def456.tmp"   # (this process's: it may still be writing)
+    mine.write_text("busy")
+    other = tmp_path / ".other.pid1.xyz.tmp"
+    other.write_text("not ours")
+    write_text_atomic(target, "done")
+    assert target.read_text() == "done" and not stale.exists() and mine.exists() and other.exists()
+
+
+def test_a_table_without_its_column_line_or_checksum_line_is_refused_and_nothing_dropped(tmp_path):
+    path = _sample_table(tmp_path / "t.csv")
+    lines = path.read_text().splitlines()
+    cut = [line for line in lines if not line.startswith("# rows_sha256") and not line.startswith("class_index")]
+    path.write_text("\n".join(cut) + "\n")
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="no '# rows_sha256:' line"):
+        table.load_table(path)
+    no_columns = [line for line in lines if not line.startswith("class_index")]
+    path.write_text("\n".join(no_columns) + "\n")
+    with pytest.raises(ValueError, match="the column line .* is missing"):
+        table.load_table(path)
+    assert before != path.read_bytes()   # (each damaged file is left as it is: only read)
+
+
+def test_a_crlf_table_is_read_and_an_empty_or_oversized_one_is_named(tmp_path):
+    path = _sample_table(tmp_path / "t.csv")
+    rows = table.load_table(path).rows
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert table.load_table(path).rows == rows
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="is empty .0 bytes."):
+        table.load_table(empty)
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as f:
+        f.write(b"# xai_helpers study table (per photo)\n# photos: 1\n")
+        f.truncate(200 * 2 ** 20)   # sparse: 200 MB that are not there
+    with pytest.raises(ValueError, match="far more than its header's 1 photos allow"):
+        table.load_table(big)
+
+
+def test_a_photo_link_in_a_loop_becomes_an_error_row(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "ok.jpg").write_bytes(Path(xh.sample_image("tabby")).read_bytes())
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    photos = {p.name: p for p in folder_photos(folder)}
+    assert set(photos) == {"ok.jpg", "loop.jpg"}
+    assert photos["loop.jpg"].error and "could not be read" in photos["loop.jpg"].error and photos["ok.jpg"].error is None
+
+
+def test_a_labels_file_s_bad_class_is_named_as_the_labels_file_s(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(Path(xh.sample_image("tabby")).read_bytes())
+    (tmp_path / "labels.csv").write_text("a.jpg,1000\n")
+    with pytest.raises(ValueError, match=r"labels.csv, line 1: its class: a class index must be in \[0, 999\]"):
+        folder_photos(folder, tmp_path / "labels.csv")

@@ -136,21 +136,6 @@ def test_a_missing_chapter_or_an_unreadable_file_says_what_to_do(chapter, tmp_pa
 
 
 
-def test_dropped_fields_are_none_whether_computed_or_read_and_stay_out_of_the_file(chapter, tmp_path):
-    from xai_helpers.methods.sufficiency import MinimalRegions
-
-    def compute():
-        return {"FGSM": MinimalRegions(np.array([0.1]), np.ones((1, 4, 4), bool), np.array([0.5]), np.array([0.5]),
-                                       np.array([0.4]), np.array([True]), np.full((1, 4, 4), 0.7, np.float32))}
-
-    store = ChapterStore("demo", folder=chapter, store_dir=tmp_path)
-    computed = store("entry", compute, drop=["soft_masks"])
-    read = store("entry", lambda: pytest.fail("computed again"), drop=["soft_masks"])
-    for value in (computed, read):
-        assert value["FGSM"].soft_masks is None and value["FGSM"].masks.dtype == bool
-    assert len(json.loads((tmp_path / "demo" / "entry.json").read_text())["arrays"]) == 6
-
-
 def test_the_package_digest_follows_the_imports_of_the_chapters_modules_and_no_others():
     used = stored.used_modules(["methods.sufficiency"])
     assert {"methods.sufficiency", "methods.interventions", "classifier.forward", "classifier.passes"} <= set(used)

@@ -105,7 +105,14 @@ def test_table_header_records_provenance_and_extra_settings(tmp_path):
 
 def test_settings_key_changes_with_any_setting():
     assert StudySettings().key() == StudySettings().key()
-    assert StudySettings().key() != StudySettings(ig_steps=16).key()
+    import dataclasses
+
+    base = StudySettings()
+    for field in dataclasses.fields(StudySettings):
+        value = getattr(base, field.name)
+        other = (value + 1 if isinstance(value, (int, float)) else value + ("x",) if isinstance(value, tuple)
+                 else value + "x")
+        assert dataclasses.replace(base, **{field.name: other}).key() != base.key(), field.name
 
 
 def test_randomize_top_layers_changes_only_the_named_layers(cam_net):

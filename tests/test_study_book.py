@@ -9,7 +9,7 @@ from xai_helpers.chapters import study_tables as study_book
 
 @pytest.fixture(scope="module")
 def book():
-    return study_book.load_study()
+    return study_book.load_study("study.csv", sanity=None)
 
 
 def test_the_subsets_are_the_correct_photos_and_those_each_attack_fools(book):
@@ -20,7 +20,7 @@ def test_the_subsets_are_the_correct_photos_and_those_each_attack_fools(book):
     for attack, fooled in book.fooled.items():
         assert set(fooled.index) <= set(book.correct.index)
         assert (fooled[f"{attack}_fooled"] == 1).all()
-    assert book.settings.key() == book.meta["settings_key"]  # recognised, even as an earlier default
+    assert book.settings.key() == book.meta["settings_key"]  # read from the header, checked against its key
 
 
 def test_glue_values_are_the_counts_and_settings_the_chapters_quote(book):
@@ -52,14 +52,14 @@ def test_a_table_given_by_path_is_read_from_there(tmp_path, book):
 def test_the_second_network_s_table_reads_without_a_sanity_table_and_names_its_attacks():
     v1 = study_book.load_study("study_mobilenet_v1.csv", sanity=None)
     assert v1.sanity.empty and "MobileNet" in v1.model_name
-    assert list(v1.attacks) == ["fgsm", "pgd", "tpgd"]          # the current settings add targeted PGD
-    assert list(study_book.load_study().attacks) == ["fgsm", "pgd", "tpgd"]  # so does MobileNetV2's table
+    assert list(v1.attacks) == ["fgsm", "pgd", "tpgd", "jf"]   # FGSM, PGD, targeted and just-flipping PGD
+    assert list(study_book.load_study("study.csv", sanity=None).attacks) == ["fgsm", "pgd", "tpgd", "jf"]
     assert (v1.fooled["tpgd"].tpgd_fooled == 1).all()
 
 
 def test_a_table_without_targeted_columns_names_only_the_untargeted_attacks(book):
-    # A table of the earlier settings (before targeted PGD) reads, and its chapters see two attacks.
-    untargeted = [{k: v for k, v in row.items() if not k.startswith("tpgd_")} for row in book.rows]
+    # A table without some attacks' columns reads, and its chapters see only the attacks it holds.
+    untargeted = [{k: v for k, v in row.items() if not k.startswith(("tpgd_", "jf_"))} for row in book.rows]
     earlier = study_book.StudyBook(book.meta, untargeted, book.n_skipped, {}, [])
     assert list(earlier.attacks) == ["fgsm", "pgd"]
     assert set(earlier.fooled) == {"fgsm", "pgd"}

@@ -41,37 +41,6 @@ def test_kept_and_removed_shares_of_a_linear_score_add_up_to_one(linear, lowerin
     assert verdict.area == pytest.approx(3 / 8)
 
 
-@pytest.mark.parametrize("area", [0.1, 0.25, 0.5])
-def test_the_optimised_mask_of_a_linear_model_is_its_top_pixels(linear, lowering, area, rng):
-    x, adv, c, contribution = lowering
-    k = int(round(area * 64))
-    best = np.zeros(64, bool)
-    best[np.argsort(contribution.ravel())[:k]] = True  # the most negative contributions: |w * delta| largest
-    best_share = contribution.ravel()[best].sum() / contribution.sum()
-    bad_start = rng.standard_normal(x.shape[:2])  # a random ranking: the optimiser must find the top pixels
-    result = sufficiency.minimal_region(linear.model, x, adv, c, areas=(area,), ranking=bad_start, steps=300)
-    assert result.masks[0].sum() == k
-    # From a random start, the smooth optimisation gets within 2% of the optimum's share (near-ties among
-    # the pixels' contributions are where it may swap a few), far above the start it was given ...
-    assert result.optimised_shares[0] == pytest.approx(best_share, rel=0.02)
-    assert result.optimised_shares[0] - result.ranking_shares[0] > 0.05
-    assert result.shares[0] >= result.ranking_shares[0]  # never worse than the ranking it started from
-    # ... and from its default start (the attack attribution, exact here) it returns the optimum itself.
-    default = sufficiency.minimal_region(linear.model, x, adv, c, areas=(area,), steps=50)
-    np.testing.assert_array_equal(default.masks[0].ravel(), best)
-    assert default.shares[0] == pytest.approx(best_share, abs=1e-4)
-
-
-def test_the_minimal_region_keeps_at_least_its_starting_ranking(linear, lowering):
-    x, adv, c, contribution = lowering
-    result = sufficiency.minimal_region(linear.model, x, adv, c, areas=(0.05, 0.2), steps=0)
-    np.testing.assert_array_equal(result.shares, np.maximum(result.optimised_shares, result.ranking_shares))
-    # the default ranking is the attack attribution, exact on a linear model: already the best
-    assert result.ranking_shares[1] == pytest.approx(np.sort(contribution.ravel())[:13].sum() / contribution.sum(),
-                                                     abs=1e-3)
-    assert not result.flips.any() or np.isfinite(result.smallest_flipping_area)
-
-
 def _scan(model, x, adv, ranking, c):
     """Brute force: the first count of ranking's top pixels that flips c (every count tried), and the flips."""
     order = np.argsort(-ranking.ravel(), kind="stable")
@@ -235,16 +204,3 @@ def test_the_whiptail_fgsm_perturbation_is_redundant(mobilenet, whiptail):
     assert front_verdict.removed_share > 0.3
     shares = effect_shares(mobilenet, x, adv, np.stack([front]), 41)
     assert shares[0] == pytest.approx(front_verdict.kept_share)
-
-
-def test_the_index_shown_is_the_smallest_flipping_area_or_else_the_largest():
-    def regions(areas, flips):
-        n = len(areas)
-        zeros = np.zeros(n)
-        return sufficiency.MinimalRegions(np.array(areas), np.zeros((n, 2, 2), bool), zeros, zeros, zeros,
-                                          np.array(flips), None)
-
-    assert regions([0.02, 0.05, 0.1, 0.2], [False, True, True, True]).flipping_or_largest_index == 1
-    assert regions([0.2, 0.1, 0.05], [True, True, False]).flipping_or_largest_index == 1   # any order of areas
-    nothing = regions([0.02, 0.05, 0.1, 0.2], [False] * 4)
-    assert np.isnan(nothing.smallest_flipping_area) and nothing.flipping_or_largest_index == 3

@@ -25,10 +25,12 @@ import importlib.util
 import os
 import sys
 
+from xai_helpers.classifier.quiet import StderrClosed  # noqa: E402  (light: the standard library only)
+
 # TensorFlow's C++ start-up chatter would otherwise land in every notebook's stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Public name -> the module (of this package) that defines it; imported on first access.
 _PUBLIC = {
@@ -48,27 +50,6 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC) + ["__version__"]
 
 
-class _Fd2Closed:
-    """Context manager: the process's stderr (fd 2) goes to /dev/null inside, and is restored after."""
-
-    def __enter__(self):
-        try:
-            self.saved = os.dup(2)
-        except OSError:  # no usable fd 2 (e.g. some embedded interpreters): leave it alone
-            self.saved = None
-            return self
-        self.devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(self.devnull, 2)
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            os.dup2(self.saved, 2)
-            os.close(self.saved)
-            os.close(self.devnull)
-        return False
-
-
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with the process's stderr (fd 2) closed for the duration of the import only.
 
@@ -79,7 +60,7 @@ def _import_tensorflow_quietly() -> None:
     """
     if "tensorflow" in sys.modules:
         return
-    with _Fd2Closed():
+    with StderrClosed():
         import tensorflow  # noqa: F401
 
 
@@ -96,7 +77,7 @@ class _QuietLoader:
         # Put the real loader back first, so TensorFlow (and importlib.resources) never see the wrapper.
         module.__spec__.loader = self._loader
         module.__loader__ = self._loader
-        with _Fd2Closed():
+        with StderrClosed():
             self._loader.exec_module(module)
 
     def __getattr__(self, name):

@@ -52,7 +52,6 @@ _VERSIONED = ("numpy", "scipy", "tensorflow-cpu", "keras", "tf-keras-vis")
 #: The only classes a kept result may hold: name in the file -> (module, class). Nothing else is decoded.
 RESULT_TYPES = {
     "PerturbationCurve": ("xai_helpers.methods.interventions", "PerturbationCurve"),
-    "MinimalRegions": ("xai_helpers.methods.sufficiency", "MinimalRegions"),
     "IGResult": ("xai_helpers.methods.integrated_gradients", "IGResult"),
     "CompletenessPoint": ("xai_helpers.chapters.sweeps", "CompletenessPoint"),
 }
@@ -393,5 +392,5 @@ class ChapterStore:
 
 
 __all__ = ["ARRAY_KINDS", "MAX_ARRAY_BYTES", "MAX_DEPTH", "RESULT_TYPES", "STORE_DIR", "ChapterStore",
-           "StoredResultError", "all_modules", "chapter_code", "decode", "encode", "package_digest", "package_imports",
-           "source_digest", "used_modules"]
+           "StoredResultError", "all_modules", "chapter_code", "decode", "encode", "package_digest",
+           "package_imports", "source_digest", "used_modules"]

@@ -16,8 +16,8 @@ import numpy as np
 
 from xai_helpers.chapters.paths import results_path
 from xai_helpers.classifier.data import sample_photos
-from xai_helpers.study.settings import StudySettings, settings_from_header
 from xai_helpers.study.columns import ATTACK_TITLES
+from xai_helpers.study.settings import StudySettings, settings_from_header
 from xai_helpers.study.summary import proportion_ci
 from xai_helpers.study.table import analysed_rows, read_table
 
@@ -48,7 +48,9 @@ class StudyBook:
         """All analysed photos, one row each, indexed by class."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows).set_index("class_index", drop=False)
+        frame = pd.DataFrame(self.rows)
+        key = "class_index" if "class_index" in frame else "file" if "file" in frame else None
+        return frame.set_index(key, drop=False) if key else frame
 
     @cached_property
     def sanity(self):
@@ -59,8 +61,11 @@ class StudyBook:
 
     @cached_property
     def correct(self):
-        """The photos the model classifies correctly, the only ones an attack can fool."""
-        return self.table[self.table.clean_correct == 1]
+        """The photos the model classifies correctly, the only ones an attack can fool (and a folder's
+        unlabelled photos, explained for the model's own top-1 class)."""
+        if "clean_correct" not in self.table:   # (a table of photos without labels: each explained as it is)
+            return self.table
+        return self.table[self.table.clean_correct.fillna(1) == 1]
 
     @cached_property
     def fooled(self) -> dict:

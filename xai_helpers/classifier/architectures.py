@@ -151,4 +151,4 @@ class InputPreprocessing(keras.layers.Layer):
         return config
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "InputPreprocessing", "PREPROCESSING_MODES", "architecture"]
+__all__ = ["ARCHITECTURES", "PREPROCESSING_MODES", "Architecture", "InputPreprocessing", "architecture"]

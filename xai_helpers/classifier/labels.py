@@ -105,12 +105,13 @@ def class_labels() -> tuple[tuple[str, str], ...]:
     return tuple((index[str(i)][0], index[str(i)][1]) for i in range(len(index)))
 
 
-def resolve_class(text: str) -> int:
+def resolve_class(text: str, what: str = "--target-class") -> int:
     """Return the ImageNet class index named by ``text``: a class name, a WNID or an index 0-999.
 
     Names match Keras's labels ignoring case and treating spaces, '_' and '-' alike ('komodo dragon' =
-    'Komodo_dragon'). Raises ``ValueError`` (one sentence, with close matches) for an unknown or
-    ambiguous name ('crane' is both a bird and a machine: give its WNID or index).
+    'Komodo_dragon'). Raises ``ValueError`` (one sentence starting with ``what``, where the class was given,
+    with close matches) for an unknown or ambiguous name ('crane' is both a bird and a machine: give its WNID
+    or index).
     """
     from xai_helpers.classifier.data import normalise_class_name
     labels = class_labels()
@@ -118,24 +119,24 @@ def resolve_class(text: str) -> int:
     if re.fullmatch(r"[+-]?\d+", text):
         index = int(text)
         if not 0 <= index < len(labels):
-            raise ValueError(f"--target-class index must be in [0, {len(labels) - 1}], got {index}.")
+            raise ValueError(f"{what}: a class index must be in [0, {len(labels) - 1}], got {index}.")
         return index
     if re.fullmatch(r"n\d{8}", text):
         hits = [i for i, (wnid, _) in enumerate(labels) if wnid == text]
         if not hits:
-            raise ValueError(f"--target-class: no ImageNet class has the WNID {text}.")
+            raise ValueError(f"{what}: no ImageNet class has the WNID {text}.")
         return hits[0]
     key = normalise_class_name(text)
     names = [normalise_class_name(name) for _, name in labels]
     hits = [i for i, name in enumerate(names) if name == key]
     if len(hits) > 1:
-        raise ValueError(f"--target-class {text!r} is ambiguous in ImageNet: give one of the indices "
+        raise ValueError(f"{what}: {text!r} is ambiguous in ImageNet: give one of the indices "
                          + ", ".join(f"{i} ({labels[i][0]})" for i in hits) + ".")
     if not hits:
         close = difflib.get_close_matches(key, sorted(set(names)), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
             " (use a Keras ImageNet class name such as 'Komodo_dragon', a WNID or an index 0-999)."
-        raise ValueError(f"--target-class: no ImageNet class is named {text!r}{hint}")
+        raise ValueError(f"{what}: no ImageNet class is named {text!r}{hint}")
     return hits[0]
 
 

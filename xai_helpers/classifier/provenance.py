@@ -6,6 +6,7 @@ MobileNetV2 and MobileNet v1 weights are dequantised from Google's 8-bit release
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -124,9 +125,11 @@ def weights_fingerprint(model=None) -> dict[str, object]:
             **model_description()}
 
 
+@functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """The SHA-256 of the package's source: every ``.py`` file under ``xai_helpers/``, by relative path and
-    bytes, in sorted order (the study's rows record its first 12 digits as ``code_sha``)."""
+    bytes, in sorted order, as it was when first asked in this process (the code it runs; the study's rows
+    record its first 12 digits as ``code_sha``)."""
     import hashlib
     from pathlib import Path
 

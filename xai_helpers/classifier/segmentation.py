@@ -17,6 +17,7 @@ import numpy as np
 
 from xai_helpers.classifier.data import cached_get_file, deprocess
 from xai_helpers.classifier.pascal import pascal_category
+from xai_helpers.classifier.quiet import StderrClosed
 
 SEGMENTER_FILE = "deeplabv3_mnv2_pascal_quant.tflite"
 SEGMENTER_ORIGIN = "https://github.com/google-coral/test_data/raw/master/deeplabv3_mnv2_pascal_quant.tflite"
@@ -35,8 +36,9 @@ def segmenter():
         from ai_edge_litert.interpreter import Interpreter
 
         path = cached_get_file(SEGMENTER_FILE, SEGMENTER_ORIGIN, "models", file_hash=SEGMENTER_SHA256)
-        interpreter = Interpreter(model_path=path, num_threads=1)
-        interpreter.allocate_tensors()
+        with StderrClosed():   # (LiteRT announces its XNNPACK delegate on stderr)
+            interpreter = Interpreter(model_path=path, num_threads=1)
+            interpreter.allocate_tensors()
         _INTERPRETER["interpreter"] = interpreter
     return _INTERPRETER["interpreter"]
 

@@ -39,13 +39,15 @@ from pathlib import Path
 
 from xai_helpers.cli import parser as cli_parser
 from xai_helpers.cli.explain import run_explain
-from xai_helpers.cli.parser import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _one_line
-from xai_helpers.cli.study_command import run_study_command
+from xai_helpers.cli.parser import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_INTERRUPTED, _one_line
+from xai_helpers.cli.study_command import run_report_command, run_study_command
+from xai_helpers.study.outputs import DiskFull
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """Return the command's parser (``cli_parser.build_parser``) with this module's runners."""
-    return cli_parser.build_parser(prog or _prog_name(), {"explain": run_explain, "study": run_study_command})
+    return cli_parser.build_parser(prog or _prog_name(), {"explain": run_explain, "study": run_study_command,
+                                                          "report": run_report_command})
 
 
 def _prog_name() -> str:
@@ -80,6 +82,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except DiskFull as err:
+            print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+            return EXIT_DISK_FULL
         except (ValueError, TypeError, OSError) as err:  # the package's one-sentence input errors
             print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
             return EXIT_BAD_INPUT

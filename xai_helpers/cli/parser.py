@@ -17,10 +17,11 @@ MIN_STEPS, MAX_STEPS = 2, 4096
 DEFAULT_ITERATIONS = 10
 TOP = 5
 #: Exit statuses, listed by ``--help`` (``EXIT_STATUS_HELP``).
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TARGET_MISSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_STATUS_HELP = ("exit status: 0 done; 2 bad input (one line on stderr, nothing written); 3 the targeted "
-                    "attack missed its class (figure and JSON written, the miss said on stderr and in the "
-                    "figure); 130 interrupted (Ctrl-C)")
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TARGET_MISSED, EXIT_DISK_FULL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_STATUS_HELP = ("exit status: 0 done; 1 the study could not go on (its rows kept); 2 bad input (one line on "
+                    "stderr, nothing written); 3 the targeted attack missed its class (figure and JSON written, "
+                    "the miss said on stderr and in the figure); 4 the disk is full (nothing half-written); "
+                    "130 interrupted (Ctrl-C or SIGTERM)")
 #: Integrated Gradients' choices and defaults, the values of ``integrated_gradients``'s METHODS, BASELINES,
 #: DEFAULT_METHOD and DEFAULT_STEPS (a test checks they agree), so that the parser needs no TensorFlow.
 IG_METHODS = ("riemann_right", "trapezoid", "gauss_legendre")
@@ -75,6 +76,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _eps_value(text: str) -> float | str:
+    return "auto" if text.strip().lower() == "auto" else _finite_float(text)
+
+
 def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``explain`` sub-command's arguments to ``parser``."""
     BASELINES, DEFAULT_METHOD, DEFAULT_STEPS, METHODS = (IG_BASELINES, IG_DEFAULT_METHOD, IG_DEFAULT_STEPS,
@@ -84,9 +89,11 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                              "and any colour mode; it is resized whole to 224 x 224. Several photos, or a "
                              "folder of them: each is explained into --out-dir, with an index.html of the "
                              "figures and a summary table")
-    parser.add_argument("--eps", type=_finite_float, default=None,
-                        help="attack strength, by default in 0-255 pixel levels (1 = one grey level; "
-                             f"allowed 0-{MAX_EPS_LEVELS:g}); default 1 level = 2/255 model units")
+    parser.add_argument("--eps", type=_eps_value, default="auto",
+                        help="attack strength, in 0-255 pixel levels (1 = one grey level; allowed "
+                             f"0-{MAX_EPS_LEVELS:g}), or 'auto' (default): the smallest budget, in steps of "
+                             "1/8 level up to 16 levels, at which the attack succeeds; the figure, the table "
+                             "and the JSON say which eps was used")
     parser.add_argument("--eps-units", choices=("levels", "model"), default="levels",
                         help="units of --eps: 'levels' (0-255 pixel scale, default) or 'model' (MobileNetV2 "
                              "input units, where the whole pixel range spans [-1, 1]: 1 level = 2/255; "
@@ -156,16 +163,11 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
     # The study sub-command is offered when its module exists; it is imported only when it runs.
     if importlib.util.find_spec("xai_helpers.study.runner") is not None:  # noqa: SIM102
         sub = commands.add_parser("study", help="run the many-photo study on the ImageNet sample photos",
-                                  description="Run the many-photo study and write its CSV tables (resumable: "
-                                              "run the same command again to continue). Measured on two CPU "
-                                              "cores (bare MobileNetV2 rates 76-89 images/s forward, 40-45 "
-                                              "forward+backward): about 22 s per photo among the first 400 "
-                                              "(with ROAD) and 18 s after them, about 5.4 h for all 1000; with "
-                                              "--model MobileNet --alpha 0.75 --size 192, 15 s and 11 s (3.5 h); "
-                                              "peak memory about 4.1 GB at the default batch of 8, and about "
-                                              "6.6 GB during a 100-photo sanity check; "
-                                              "benchmarks/study_cost.py measures it on your "
-                                              "machine.",
+                                  description="Run the many-photo study and write its CSV table (resumable: "
+                                              "run the same command again to continue), then print its "
+                                              "headline numbers (the book's own summary). "
+                                              "benchmarks/study_cost.py measures its cost per photo on your "
+                                              "machine (benchmarks/README.md: measured costs).",
                                   epilog="exit status: 0 done (photos that could not be read are rows "
                                          "with status 'error', counted on stderr); 1 a Ray worker kept dying "
                                          "('N rows kept in FILE'); 2 bad input, a table that cannot be "
@@ -174,22 +176,34 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
                                          "rows kept in FILE' on stderr)")
         add_study_arguments(sub)
         sub.set_defaults(func=handlers["study"], _prog=sub.prog)
+        report = commands.add_parser("report", help="print the headline numbers of a study table",
+                                     description="Print the headline numbers of a table made by 'study' (the "
+                                                 "summary the book's study chapters state), and write them as "
+                                                 "an HTML page with --html.")
+        report.add_argument("table", metavar="TABLE.csv", help="a table written by the study sub-command")
+        report.add_argument("--html", metavar="FILE.html", default=None, help="also write the summary as a page")
+        report.set_defaults(func=handlers["report"], _prog=report.prog)
     return parser
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``study`` sub-command's options to ``parser``."""
     parser.add_argument("--photos", type=_integer, default=300,
-                        help="number of photos (classes) to analyse, in the seeded study order (max 1000)")
+                        help="number of photos (classes) to analyse, in the seeded study order (max 1000; "
+                             "default %(default)s)")
     parser.add_argument("--out", default="results/study.csv",
                         help="CSV file to write; an existing one is resumed when it was made with the same "
-                             "settings, weights and xai_helpers version, and refused otherwise")
+                             "settings, weights and xai_helpers version, and refused otherwise (default "
+                             "%(default)s)")
+    parser.add_argument("--summary", metavar="FILE.html", default=None,
+                        help="also write the headline numbers as an HTML page (they are printed either way)")
     parser.add_argument("--force-new", action="store_true",
                         help="when --out exists, rename it to <name>.old.csv (.old2.csv, ...) and start a "
                              "new table instead of resuming it")
     parser.add_argument("--batch-size", type=_integer, default=8, help="photos per batch (default 8)")
     parser.add_argument("--sanity-photos", type=_integer, default=20,
-                        help="photos for the cascading-randomisation sanity check (0 to skip)")
+                        help="photos for the cascading-randomisation sanity check (0 to skip; default "
+                             "%(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="run the batches as Ray tasks (one model per worker, the same rows as a serial "

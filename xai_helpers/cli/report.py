@@ -1,15 +1,15 @@
 """What ``explain`` reports for one photo: the JSON (``explain_report``), whether the attack succeeded
-(``attack_record``) and the printed table (``format_report``); the many-photo index page. The command line
+(``attack_record``) and the printed table (``format_report``). The command line
 computes (``study.analysis``) and hands the results here; the figure is ``study.explain_figure``.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from xai_helpers.methods.targets import TARGET_WORDS
+from xai_helpers.study.explain_figure import search_lines
 
 
 def target_note(attack: dict) -> str | None:
@@ -129,6 +129,7 @@ def format_report(report: dict) -> str:
         outcome = (f"reached its target ({attack['target_class']['name']} {p:.1%})" if attack["succeeded"]
                    else f"MISSED its target: {attack['target_class']['name']} has {p:.1%}")
     lines = [f"photo:   {report['image']}", f"attack:  {attack['description']}; {outcome}"]
+    lines += [f"         {line}" for line in search_lines(attack.get("eps_search") or {})]
     lines += ["", f"{'':3}{'clean':<34}{'adversarial':<34}"]
     for k, (a, b) in enumerate(zip(report["clean"]["top5"], report["adversarial"]["top5"]), start=1):
         lines.append(f"{k:<3}{_pred(a):<34}{_pred(b):<34}")
@@ -173,45 +174,5 @@ def _pred(p: dict) -> str:
     return f"{p['name'][:24]:<25}{p['probability']:>7.2%}"
 
 
-def index_page(entries: Sequence[Mapping], title: str) -> str:
-    """Return an HTML page of several photos' explanations: one table row a photo, its figure linked.
-
-    ``entries``: per photo ``{"photo": name, "figure": file name beside the page, "report": explain's JSON
-    report}`` or ``{"photo": name, "error": one sentence}`` for a photo that could not be explained.
-    """
-    from html import escape
-
-    def top1(report: Mapping, which: str) -> str:
-        best = report[which]["top5"][0]
-        return f"{escape(best['name'])} ({best['probability']:.1%})"
-
-    rows = []
-    for entry in entries:
-        photo = escape(entry["photo"])
-        if "error" in entry:
-            rows.append(f"<tr class='error'><td>{photo}</td><td colspan='4'>not explained: "
-                        f"{escape(entry['error'])}</td></tr>")
-            continue
-        report, figure = entry["report"], escape(entry["figure"])
-        attack = report["attack"]
-        verdict = "yes" if attack["succeeded"] else "<strong>no: the attack failed</strong>"
-        rows.append(f"<tr><td>{photo}</td><td>{top1(report, 'clean')}</td><td>{top1(report, 'adversarial')}</td>"
-                    f"<td>{verdict}</td><td><a href='{figure}'><img src='{figure}' alt='{photo} explained' "
-                    f"width='360'></a></td></tr>")
-    explained = sum("error" not in e for e in entries)
-    fooled = sum("error" not in e and e["report"]["attack"]["succeeded"] for e in entries)
-    return "\n".join([
-        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>", f"<title>{escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:.4em;vertical-align:top;text-align:left}"
-        "tr.error td{color:#a00}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f"<p>{explained} of {len(entries)} photos explained; the attack changed the top-1 class of {fooled} of "
-        f"them. Each figure: the photo, the perturbation and the adversarial image, then Grad-CAM and "
-        f"Integrated Gradients of both (click to enlarge).</p>",
-        "<table><thead><tr><th>photo</th><th>clean top-1</th><th>adversarial top-1</th><th>attack "
-        "succeeded</th><th>figure</th></tr></thead><tbody>", *rows, "</tbody></table></body></html>", ""])
-
-
 __all__ = ["attack_description", "attack_eps", "attack_record", "eps_words", "explain_report", "format_report",
-           "index_page", "jsonable", "missed_target", "target_note", "versions"]
+           "jsonable", "missed_target", "target_note", "versions"]

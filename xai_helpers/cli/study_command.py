@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 from xai_helpers.cli.parser import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from xai_helpers.study.photos import folder_photos
@@ -67,6 +68,7 @@ def run_study_command(args: argparse.Namespace) -> int:
     from xai_helpers.study.table import analysed_rows, load_table
 
     _, skipped = analysed_rows(load_table(out).rows)
+    _summarise(out, getattr(args, "summary", None), prog)
     if skipped:
         print(f"{prog}: {skipped} photo(s) could not be read and were skipped; their rows in {out} say why "
               f"(status 'error')", file=sys.stderr, flush=True)
@@ -75,4 +77,29 @@ def run_study_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["run_study_command"]
+def _summarise(table: Path, html: str | None, prog: str) -> None:
+    """Print the table's headline numbers (``chapters.study_summary``: the book's own), and write them as
+    a page to ``html`` when given."""
+    from xai_helpers.chapters.study_summary import summary_html, summary_text
+    from xai_helpers.chapters.study_tables import load_study
+    from xai_helpers.study.outputs import write_text_atomic
+
+    book = load_study(table, sanity=None)
+    if len(book.table):
+        print(summary_text(book), flush=True)
+    if html is not None:
+        write_text_atomic(html, summary_html(book, f"Study summary: {table.name}"), replace=True)
+        print(f"wrote {html}", flush=True)
+
+
+def run_report_command(args: argparse.Namespace) -> int:
+    """``report TABLE [--html FILE]``: the headline numbers of a study table made by ``study``."""
+    from xai_helpers.classifier.file_names import absolute
+
+    table = absolute(args.table)
+    html = None if args.html is None else str(absolute(args.html))
+    _summarise(table, html, getattr(args, "_prog", "xai_helpers report"))
+    return EXIT_OK
+
+
+__all__ = ["run_report_command", "run_study_command"]

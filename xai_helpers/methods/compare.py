@@ -41,9 +41,13 @@ def top_mask(saliency: np.ndarray, top_fraction: float = DEFAULT_TOP_FRACTION) -
     if not 0.0 < top_fraction <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction!r}.")
     k = max(1, int(round(top_fraction * saliency.size)))
-    order = np.argsort(-saliency.ravel(), kind="stable")[:k]
-    mask = np.zeros(saliency.size, dtype=bool)
-    mask[order] = True
+    flat = saliency.ravel()
+    # The k-th largest value, in linear time; every pixel above it is in, and of those equal to it the first in
+    # raster order (the stable order's tie-break), as many as are needed.
+    threshold = np.partition(flat, flat.size - k)[flat.size - k]
+    mask = flat > threshold
+    ties = np.flatnonzero(flat == threshold)[:k - int(mask.sum())]
+    mask[ties] = True
     return mask.reshape(saliency.shape)
 
 

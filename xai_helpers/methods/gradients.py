@@ -72,8 +72,8 @@ def first_order_maps(model, xs: np.ndarray, classes: Sequence[int], contrast: Se
     if len(seeds) != len(xs):
         raise ValueError(f"Got {len(seeds)} seeds for {len(xs)} images.")
     grads = margin_gradients(model, xs, classes, contrast)
-    noisy = np.concatenate([x[None] + np.random.default_rng([*np.atleast_1d(s).astype(int).tolist(), 13])
-                            .normal(0.0, sigma, (samples, *x.shape)).astype(np.float32)
+    noisy = np.concatenate([x[None] + np.float32(sigma) * np.random.default_rng(
+        [*np.atleast_1d(s).astype(int).tolist(), 13]).standard_normal((samples, *x.shape), dtype=np.float32)
                             for x, s in zip(xs, seeds)])
     noisy_grads = margin_gradients(model, np.clip(noisy, -1.0, 1.0), np.repeat(classes, samples),
                                    np.repeat(contrast, samples))

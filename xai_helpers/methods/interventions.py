@@ -318,6 +318,6 @@ def random_placements(mask: np.ndarray, n: int, seed: int = SEED, avoid: np.ndar
                      "use a smaller mask or exclusion.")
 
 
-__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_RANDOM_MASKS", "PerturbationCurve", "attack_attribution",
-           "curve_area", "effect_shares", "perturbation_curve", "perturbation_curves", "random_masks",
-           "random_placements", "restrict", "scores", "signed_map"]
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_RANDOM_MASKS", "PerturbationCurve", "attack_attribution", "curve_area",
+           "effect_shares", "perturbation_curve", "perturbation_curves", "random_masks", "random_placements",
+           "restrict", "scores", "signed_map"]

@@ -359,11 +359,10 @@ def _finish(ax, title: str | None) -> None:
         ax.set_title(title, fontsize=9)
 
 
-__all__ = ["DISPLAY_PERCENTILE", "DIVERGING_CMAP", "HEATMAP_CMAP", "MIN_FONT_PT", "PAGE_WIDTH_IN",
-           "attack_figure", "completeness_figure", "eps_sweep_figure",
-           "explanation_grid", "gradcam_workflow_figure", "method_rows_figure", "normalize_for_display",
-           "outline_regions", "overlay", "prediction_figure", "region_figure", "show_heatmap", "show_image",
-           "show_perturbation", "signed_overlay"]
+__all__ = ["DISPLAY_PERCENTILE", "DIVERGING_CMAP", "HEATMAP_CMAP", "MIN_FONT_PT", "PAGE_WIDTH_IN", "attack_figure",
+           "completeness_figure", "eps_sweep_figure", "explanation_grid", "gradcam_workflow_figure",
+           "method_rows_figure", "normalize_for_display", "outline_regions", "overlay", "prediction_figure",
+           "region_figure", "show_heatmap", "show_image", "show_perturbation", "signed_overlay"]
 
 
 # ------------------------------------------------------------------------------------------------------

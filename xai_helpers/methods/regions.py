@@ -150,5 +150,5 @@ def front_to_tail(mass: Mapping[str, float], area: Mapping[str, float],
     return group_enrichment(mass, area, front) / group_enrichment(mass, area, tail)
 
 
-__all__ = ["WHIPTAIL_REGIONS", "Box", "area_fractions", "box_mask", "box_variants", "enrichment",
-           "front_to_tail", "group_enrichment", "region_masks", "region_mass"]
+__all__ = ["WHIPTAIL_REGIONS", "Box", "area_fractions", "box_mask", "box_variants", "enrichment", "front_to_tail",
+           "group_enrichment", "region_masks", "region_mass"]

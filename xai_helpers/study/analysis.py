@@ -59,6 +59,33 @@ def attack(model, xs: np.ndarray, labels: Sequence[int], eps: float, kind: str =
     raise ValueError(f"kind must be one of {ATTACKS}, got {kind!r}.")
 
 
+#: ``explain --eps auto``: the smallest budget on a grid of 1/8 pixel level, up to 16 levels.
+AUTO_STEP_LEVELS = 0.125
+AUTO_MAX_LEVELS = 16.0
+
+
+def flipping_levels(model, x: np.ndarray, label: int, target: int | None = None, iterations: int = 10,
+                    step_levels: float = AUTO_STEP_LEVELS, max_levels: float = AUTO_MAX_LEVELS) -> float:
+    """The smallest eps (pixel levels) on the grid at which ``explain``'s attack succeeds on photo ``x``: the
+    untargeted FGSM moves the top-1 class away from ``label``; the targeted iterative FGSM makes ``target``
+    the top-1 class. NaN when not even ``max_levels`` does (``just_flipping.smallest_budget``)."""
+    from xai_helpers.classifier.forward import logits
+    from xai_helpers.methods.attacks import pixels_to_eps
+    from xai_helpers.methods.just_flipping import smallest_budget
+
+    kind = "fgsm" if target is None else "targeted"
+
+    def run(which, levels):
+        return attack(model, x[None], [label], pixels_to_eps(float(levels[0])), kind=kind, target=target,
+                      iterations=iterations)
+
+    def succeeded(which, images):
+        top = logits(model, images).argmax(axis=1)
+        return top != label if target is None else top == target
+
+    return float(smallest_budget(run, succeeded, 1, step_levels, max_levels)[0][0])
+
+
 @dataclass(frozen=True)
 class IGSettings:
     """How Integrated Gradients is computed (the command line's and the study's defaults differ)."""
@@ -258,5 +285,5 @@ def _ig_numbers(result: IGResult) -> dict[str, float]:
             "delta": result.delta, "relative_delta": result.relative_delta}
 
 
-__all__ = ["ATTACKS", "IGSettings", "Intervention", "PhotoExplanation", "ExplainOptions", "attack", "explain", "explain_photo",
-           "intervene"]
+__all__ = ["ATTACKS", "AUTO_MAX_LEVELS", "AUTO_STEP_LEVELS", "ExplainOptions", "IGSettings", "Intervention",
+           "PhotoExplanation", "attack", "explain", "explain_photo", "flipping_levels", "intervene"]

@@ -80,5 +80,5 @@ def faithfulness(curve: str, map_name: str, image: str, variant: str = "") -> st
     return f"{curve[:3]}_{map_name}_{image}_auc" + (f"_{variant}" if variant else "")
 
 
-__all__ = ["ATTACKS", "ATTACK_TITLES", "FIRST_ORDER", "REGIONS", "at_eps", "attacked", "clean_located",
-           "compared", "faithfulness", "kept", "kept_moved", "located", "overlap", "removed", "verdict"]
+__all__ = ["ATTACKS", "ATTACK_TITLES", "FIRST_ORDER", "REGIONS", "at_eps", "attacked", "clean_located", "compared",
+           "faithfulness", "kept", "kept_moved", "located", "overlap", "removed", "verdict"]

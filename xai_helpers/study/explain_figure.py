@@ -75,11 +75,21 @@ def status_lines(result, attack: dict) -> list[str]:
         p = attack["target_probability"]["adversarial"]
         verdict = "reached" if attack["succeeded"] else "MISSED"
         lines.append(f"target {attack['target_class']['name']}: {p:.1%} ({verdict})")
-    if attack.get("flipping_eps_levels") is not None:
-        lines.append(f"smallest eps that flips the label: {attack['flipping_eps_levels']:g} levels")
+    lines += search_lines(attack.get("eps_search") or {})
     if result.intervention is None:
         lines.append("no causal panels: the attack did not change the label")
     return lines
+
+
+def search_lines(search: dict) -> list[str]:
+    """What the budget search says: the eps chosen automatically, or the eps that would have flipped the label."""
+    levels, top = search.get("flipping_levels"), search.get("max_levels", 16)
+    if search.get("auto"):
+        return (["eps chosen automatically: the smallest budget", "(in steps of 1/8 level) at which it succeeds"]
+                if levels is not None else [f"no eps up to {top:g} levels succeeds: shown at {top:g}"])
+    if "flipping_levels" in search:
+        return [f"--eps {levels:g} would succeed" if levels is not None else f"no eps up to {top:g} levels would"]
+    return []
 
 
 def _wrap(text: str, width: int) -> str:
@@ -168,4 +178,4 @@ def _curves_panel(ax, intervention) -> None:
     ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
 
 
-__all__ = ["DISPLAY_SMOOTHING", "attribution_verdict", "explain_figure", "status_lines"]
+__all__ = ["DISPLAY_SMOOTHING", "attribution_verdict", "explain_figure", "search_lines", "status_lines"]

@@ -162,6 +162,11 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+class DiskFull(OSError):
+    """A file could not be written because the disk (or the user's quota) is full: the command line's own
+    exit status, since nothing was wrong with the input."""
+
+
 def _write_failed(path: Path, err: BaseException) -> OSError:
     if getattr(err, "errno", None) == errno.ENAMETOOLONG:
         return OSError(f"Could not write {short_name(path)}: file name too long; no file was left behind.")
@@ -170,8 +175,10 @@ def _write_failed(path: Path, err: BaseException) -> OSError:
         existed = path.exists()
     except OSError:
         existed = False
-    return OSError(f"Could not write {path} ({reason}); "
-                   + ("the previous file is unchanged." if existed else "no file was left behind."))
+    full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    return (DiskFull if full else OSError)(f"Could not write {path} ({reason}); "
+                                           + ("the previous file is unchanged." if existed else
+                                              "no file was left behind."))
 
 
 def _move_if_absent(source: Path, target: Path) -> None:
@@ -422,6 +429,5 @@ def signals_deferred():
             raise KeyboardInterrupt
 
 
-__all__ = ["PSEUDO_FILE_SYSTEMS", "PendingFiles", "check_outputs", "remove_stale_temporaries", "signals_deferred",
-           "write_atomic",
-           "write_text_atomic"]
+__all__ = ["PSEUDO_FILE_SYSTEMS", "DiskFull", "PendingFiles", "check_outputs", "remove_stale_temporaries",
+           "signals_deferred", "write_atomic", "write_text_atomic"]

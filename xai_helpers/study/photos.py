@@ -94,7 +94,9 @@ def folder_photos(folder: str | Path, labels: str | Path | None = None) -> list[
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"No folder of photos at {folder}.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # (a link that leads nowhere or round in a loop is listed too: its row records why it cannot be read)
+    files = sorted(p for p in folder.iterdir()
+                   if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder} holds no photos (files ending in {', '.join(IMAGE_SUFFIXES)}).")
     classes: dict[str, int] = {}
@@ -112,10 +114,9 @@ def folder_photos(folder: str | Path, labels: str | Path | None = None) -> list[
                                  f"keep one of the two lines.")
             lines[name] = number
             try:
-                classes[name] = resolve_class(cells[1].strip())
+                classes[name] = resolve_class(cells[1].strip(), what="its class")
             except ValueError as err:
-                raise ValueError(f"{labels}, line {number}: {str(err).removeprefix('--target-class: ')}") \
-                    from None
+                raise ValueError(f"{labels}, line {number}: {err}") from None
         missing = sorted(set(classes) - {p.name for p in files})
         if missing:
             raise ValueError(f"{labels} names {len(missing)} photo(s) that {folder} lacks, e.g. {missing[0]!r}.")

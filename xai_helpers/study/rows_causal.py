@@ -125,11 +125,12 @@ def _necessity(batch: ExplainedBatch, a: str, i: int, masks: dict[str, np.ndarra
             row[col.kept(a, name)] = v.kept_share
         if name in ("object", "background"):
             row[col.kept(a, name)] = v.kept_share
-    seed_value = int(np.random.SeedSequence(seed).generate_state(1)[0])
-    names = [n.format(a=a) for n in MOVED_RANKINGS] + (["object"] if "object" in masks else [])
-    for name in names:
-        copies = moved_copies(masks[name], batch.settings.intervention_random_masks, seed=seed_value)
-        row[col.kept_moved(a, name)] = float(np.median(effect_shares(batch.model, x, adv, copies, truth, adv_class)))
+    seed_value, n = int(np.random.SeedSequence(seed).generate_state(1)[0]), batch.settings.intervention_random_masks
+    names = [name.format(a=a) for name in MOVED_RANKINGS] + (["object"] if "object" in masks else [])
+    copies = np.concatenate([moved_copies(masks[name], n, seed=seed_value) for name in names])
+    shares = effect_shares(batch.model, x, adv, copies, truth, adv_class).reshape(len(names), n)
+    for name, kept in zip(names, shares):
+        row[col.kept_moved(a, name)] = float(np.median(kept))
 
 
 def _location(batch: ExplainedBatch, a: str, i: int, masks: dict[str, np.ndarray]) -> None:

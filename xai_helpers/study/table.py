@@ -195,7 +195,7 @@ def load_table(path: str | os.PathLike) -> Table:
     """Return the table at ``path`` after checking every row; raise ``ValueError`` naming file and line.
 
     Checked, before any row is read: the file is not empty nor far larger than its header's photo count
-    allows, and it has its title line, its ``rows_sha256`` line and its column line. Then: each row has as
+    allows, and it has its ``rows_sha256`` line and its column line. Then: each row has as
     many cells as the column line; ``class_index`` is a whole number >= 0; no two rows share their key
     (``class_index``, plus ``stage`` where there is one); and the rows are the ones written (the checksum).
     CRLF line ends are read as LF. ``FileNotFoundError`` if there is no file.
@@ -286,9 +286,6 @@ FIRST_COLUMNS = ("class_index", "file", "photo_index")
 
 def _check_header(path: Path, meta: dict[str, str], body_lines: Sequence[str], first: int) -> None:
     """Refuse a table whose header or column line is missing, naming the file: nothing is read as rows."""
-    if "table" not in meta:
-        raise ValueError(f"{path} has no '# {TITLE} (...)' title line, so it is not a study table (or its header "
-                         f"was cut); nothing was read from it.")
     if CHECKSUM_KEY not in meta:
         raise ValueError(f"{path} has no '# {CHECKSUM_KEY}:' line, so its rows cannot be checked (its header was "
                          f"damaged or edited); restore it from a copy, or pass --force-new to start a new table "
@@ -382,6 +379,5 @@ def set_aside(path: str | os.PathLike) -> Path:
 
 
 __all__ = ["CHECKSUM_KEY", "FORMULA_STARTS", "Table", "analysed_rows", "check_resumable", "escape_text",
-           "format_cell",
-           "header_meta", "load_table", "read_table", "set_aside", "table_header", "unescape_text",
+           "format_cell", "header_meta", "load_table", "read_table", "set_aside", "table_header", "unescape_text",
            "write_table"]

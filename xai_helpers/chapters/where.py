@@ -1,0 +1,160 @@
+"""Where the attack acts, from a study table: the measurements of the book's chapter *Where the attack acts*.
+
+For every attack of the table, over the photos it fooled:
+
+* ``first_order``: the share of the attack's margin change kept by the top 10% of pixels of the attack
+  attribution, of its 7 x 7 coarsening, of the clean photo's first-order maps of the margin (vanilla gradient,
+  gradient x input, SmoothGrad), of Grad-CAM's and IG's maps, of moved copies of the attribution's top pixels
+  (the shape-matched control) and of random pixels; and how much the attribution's top pixels overlap the
+  gradient's;
+* ``location``: where pixel sets lie. For the attribution's top pixels, the smallest flipping region and the
+  adversarial class's evidence (Grad-CAM, IG): the share on the photo's edges (chance: the edges' 10% of the
+  photo), and, on photos with an object mask, the share on the object minus the object's share of the photo
+  (chance: 0); for the attribution, the share inside the true class's evidence on the photo (chance 10%);
+* ``object_interventions``: the perturbation kept only on the object, only on the background, and removed
+  from each (sufficient, necessary), beside moved copies of the object mask;
+* ``by_margin``: sufficiency and necessity of the attribution's top pixels by quartile of the attack's
+  overshoot, the adversarial margin ``log(p_adv / p_true)``.
+
+Every comparison with chance is a paired difference (photo by photo) with a bootstrap interval and a t-test,
+and the tests of one network form one family, Holm-corrected (``location_family``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from xai_helpers.chapters.study_tables import StudyBook, share_ci
+from xai_helpers.study import columns as col
+from xai_helpers.study.summary import bootstrap_ci, family_verdicts, paired_difference
+
+#: Rankings compared in ``first_order``, with their names in tables.
+RANKINGS = {"attack": "attack attribution", "attack7": "attribution, 7 x 7", "grad": "vanilla gradient",
+            "gradinput": "gradient x input", "smoothgrad": "SmoothGrad", "gc_clean": "Grad-CAM (photo)",
+            "ig_clean": "IG (photo)"}
+#: Pixel sets located in ``location``, with their names in tables.
+PIXEL_SETS = {"attack": "attribution's top 10%", "flip": "smallest flipping region",
+              "gcadv": "Grad-CAM of the new class", "igadv": "IG of the new class"}
+#: The share of a photo that counts as its edges (``location.EDGE_FRACTION``).
+EDGE_SHARE = 0.10
+
+
+def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy(dtype=np.float64) if name in frame else np.full(len(frame), np.nan)
+
+
+def median_ci(values) -> tuple[float, float, float]:
+    """(median, low, high): the median of the finite values and its seeded 95% bootstrap interval."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return (float(np.median(values)), *bootstrap_ci(values)) if len(values) else (float("nan"),) * 3
+
+
+def first_order(book: StudyBook) -> pd.DataFrame:
+    """Per attack and ranking: the median share kept by its top 10% (with its interval) and the photos."""
+    records = []
+    for a, title in book.attacks.items():
+        fooled = book.fooled[a]
+        for name, label in {**RANKINGS, "moved": "moved copies of the attribution's top",
+                            "random_median": "random pixels"}.items():
+            column = col.kept_moved(a, "attack") if name == "moved" else col.kept(a, name)
+            centre, low, high = median_ci(_values(fooled, column))
+            records.append({"attack": title, "ranking": label, "kept": centre, "low": low, "high": high,
+                            "photos": int(np.isfinite(_values(fooled, column)).sum())})
+    return pd.DataFrame(records)
+
+
+def gradient_overlap(book: StudyBook) -> dict[str, tuple[float, float, float]]:
+    """Per attack: the median top-10% IoU of the attack attribution and the vanilla gradient (chance ~0.05)."""
+    return {a: median_ci(_values(book.fooled[a], col.overlap(a, "grad"))) for a in book.attacks}
+
+
+def location_tests(book: StudyBook) -> dict[tuple[str, str, str], dict]:
+    """The family of location tests of one table: ``{(attack, pixels, region): paired_difference}``, the
+    share inside the region minus chance (the region's share of the photo)."""
+    tests = {}
+    for a in book.attacks:
+        fooled = book.fooled[a]
+        area = _values(fooled, "object_share")
+        for pixels in PIXEL_SETS:
+            tests[(a, pixels, "edges")] = paired_difference(_values(fooled, col.located(a, pixels, "edges")),
+                                                            np.full(len(fooled), EDGE_SHARE))
+            on_object = _values(fooled, col.located(a, pixels, "object"))
+            tests[(a, pixels, "object")] = paired_difference(on_object, np.where(np.isfinite(on_object), area, np.nan))
+        for method in ("gc", "ig"):
+            tests[(a, "attack", f"{method}clean")] = paired_difference(
+                _values(fooled, col.located(a, "attack", f"{method}clean")), np.full(len(fooled), 0.10))
+    return tests
+
+
+def location(book: StudyBook) -> pd.DataFrame:
+    """``location_tests`` as a table, each with its Holm-corrected verdict within the table's family."""
+    tests = location_tests(book)
+    verdicts = family_verdicts({k: v for k, v in tests.items() if v["n"] >= 2} or
+                               {next(iter(tests)): tests[next(iter(tests))]})
+    records = []
+    for (a, pixels, region), t in tests.items():
+        v = verdicts.get((a, pixels, region), {"direction": 0, "p_adjusted": float("nan")})
+        records.append({"attack": book.attacks[a], "pixels": PIXEL_SETS[pixels], "region": region,
+                        "above chance": t["mean"], "low": t["ci_low"], "high": t["ci_high"], "photos": t["n"],
+                        "verdict": {1: "more than chance", -1: "less than chance"}.get(v["direction"],
+                                                                                        "not told from chance"),
+                        "p (Holm)": v["p_adjusted"]})
+    return pd.DataFrame(records)
+
+
+def object_interventions(book: StudyBook) -> pd.DataFrame:
+    """Per attack, on photos with an object mask: the shares kept on the object, on the background and by
+    moved copies of the object, and how often each region alone is sufficient or necessary."""
+    records = []
+    for a, title in book.attacks.items():
+        fooled = book.fooled[a]
+        has = fooled[np.isfinite(_values(fooled, col.kept(a, "object")))]
+        if not len(has):
+            continue
+        record = {"attack": title, "photos": len(has), "object area": float(np.median(_values(has, "object_share")))}
+        for region in ("object", "background"):
+            record[f"kept: {region}"] = median_ci(_values(has, col.kept(a, region)))[0]
+            record[f"sufficient: {region}"] = share_ci(_values(has, col.verdict(a, "sufficient", region)) == 1)[0]
+            record[f"necessary: {region}"] = share_ci(_values(has, col.verdict(a, "necessary", region)) == 1)[0]
+        record["kept: moved object"] = median_ci(_values(has, col.kept_moved(a, "object")))[0]
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def adversarial_margin(book: StudyBook, a: str) -> np.ndarray:
+    """Each fooled photo's overshoot, ``log(p_adv / p_true)`` of attack ``a``'s image."""
+    fooled = book.fooled[a]
+    return np.log(_values(fooled, col.attacked(a, "p_top1")) / _values(fooled, col.attacked(a, "p_true")))
+
+
+def by_margin(book: StudyBook, a: str, ranking: str = "attack") -> pd.DataFrame:
+    """Sufficiency and necessity of ``ranking``'s top 10% by quartile of the adversarial margin."""
+    fooled = book.fooled[a]
+    margin = adversarial_margin(book, a)
+    edges = np.nanpercentile(margin, [0, 25, 50, 75, 100]) if len(fooled) else np.zeros(5)
+    records = []
+    for q in range(4):
+        inside = (margin >= edges[q]) & ((margin <= edges[q + 1]) if q == 3 else (margin < edges[q + 1]))
+        part = fooled[inside]
+        records.append({"quartile": q + 1, "margin from": edges[q], "to": edges[q + 1], "photos": len(part),
+                        "sufficient": float((_values(part, col.verdict(a, "sufficient", ranking)) == 1).mean())
+                        if len(part) else float("nan"),
+                        "necessary": float((_values(part, col.verdict(a, "necessary", ranking)) == 1).mean())
+                        if len(part) else float("nan")})
+    return pd.DataFrame(records)
+
+
+def class_share_controls(book: StudyBook, method: str = "gc") -> dict[str, tuple[float, float, float]]:
+    """How much overlap with the photo's map a map of the *photo itself* loses when it explains another class:
+    the adversarial class (per attack), the runner-up class and a seeded random class; median 1 - IoU."""
+    correct = book.correct
+    out = {name: median_ci(1 - _values(correct, col.compared(method, pair, "top_iou")))
+           for name, pair in (("runner-up class", "cleanrunnerup"), ("random class", "cleanrandom"))}
+    for a, title in book.attacks.items():
+        out[f"{title}'s class"] = median_ci(1 - _values(book.fooled[a], col.compared(method, f"clean{a}", "top_iou")))
+    return out
+
+
+__all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "adversarial_margin", "by_margin", "class_share_controls",
+           "first_order", "gradient_overlap", "location", "location_tests", "median_ci", "object_interventions"]
