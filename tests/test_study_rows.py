@@ -128,9 +128,9 @@ def test_every_row_records_the_code_that_made_it(rows):
     assert len({r["code_sha"] for r in rows}) == 1 and len(rows[0]["code_sha"]) == 12
 
 
-#: Columns a photo's row may differ in between a batch and alone: the passes of stages whose searches run in
-#: lock-step over a batch are shared among the photos still searching.
-BATCH_SHARED = ("passes_just_flipping_", "passes_interventions_")
+#: Columns a photo's row may differ in between a batch and alone: the model passes counted per stage, which a
+#: batch shares equally among its photos (accounting, not a result).
+BATCH_SHARED = ("passes_",)
 
 
 def _assert_same_row(alone: dict, in_batch: dict) -> None:

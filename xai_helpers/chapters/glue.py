@@ -9,10 +9,13 @@ _FORMATS = {"float": "{:.2f}", "int": "{:d}"}
 
 
 def glue_all(values: Mapping[str, object]) -> None:
-    """Glue every ``name: value`` for ``{glue:text}`` in the prose (nothing is displayed in the cell)."""
+    """Glue every ``name: value`` for ``{glue:text}`` in the prose (nothing is displayed in the cell); NumPy
+    scalars are glued as the plain Python numbers the text formats read."""
     from myst_nb import glue
 
     for name, value in values.items():
+        if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:   # a NumPy scalar: its plain Python number
+            value = value.item()
         glue(name, value, display=False)
 
 

@@ -119,7 +119,9 @@ def object_interventions(book: StudyBook) -> pd.DataFrame:
             record[f"necessary: {region}"] = share_ci(_values(has, col.verdict(a, "necessary", region)) == 1)[0]
         record["kept: moved object"] = median_ci(_values(has, col.kept_moved(a, "object")))[0]
         records.append(record)
-    return pd.DataFrame(records)
+    columns = ["attack", "photos", "object area"] + [f"{k}: {r}" for r in ("object", "background")
+                                                     for k in ("kept", "sufficient", "necessary")]
+    return pd.DataFrame(records, columns=columns + ["kept: moved object"])
 
 
 def adversarial_margin(book: StudyBook, a: str) -> np.ndarray:

@@ -173,8 +173,7 @@ def pgd_batch(model, xs: np.ndarray, labels, eps: float | np.ndarray = DEFAULT_E
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     step = PGD_STEP_FRACTION * eps if step_size is None else np.full(len(xs), check_eps(step_size, "step_size"))
-    # (float32, as the images: the budget rounds as a plain number would, so a budget per image changes nothing)
-    eps, step = eps.astype(np.float32)[:, None, None, None], step.astype(np.float32)[:, None, None, None]
+    eps, step = eps[:, None, None, None], step[:, None, None, None]
     seeds = list(range(len(xs))) if seeds is None else list(seeds)
     if len(seeds) != len(xs):
         raise ValueError(f"Got {len(seeds)} seeds for {len(xs)} images.")
