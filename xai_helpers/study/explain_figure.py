@@ -66,7 +66,7 @@ def _images_row(fig, grid, x: np.ndarray, result, attack: dict, eps: float) -> N
 
 def status_lines(result, attack: dict) -> list[str]:
     """The status box: the attack, its outcome, the target (if any), and why the causal panels are missing."""
-    lines = [_wrap(attack["description"], 60)]
+    lines = [_wrap(attack["description"], 52)]
     clean, adv = result.clean_top[0], result.adv_top[0]
     if attack.get("target_class") is None:
         lines.append(f"outcome: {clean.name} -> {adv.name}" if attack["succeeded"] else
@@ -115,14 +115,16 @@ def _answer_panel(ax, x: np.ndarray, result, object_mask: np.ndarray | None) -> 
     ax.contour(gaussian_filter(top.astype(float), 1.5), levels=[0.5], colors="black", linewidths=0.8)
     ax.set_title(f"Which pixels carry the attack?\n{attribution_verdict(result.intervention, top, object_mask)}",
                  fontsize=9)
-    bar = plt.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
-    bar.set_label("change of the true class's logit\n(blue: lowered it)", fontsize=8)
+    bar = plt.colorbar(shown, ax=ax, orientation="horizontal", fraction=0.05, pad=0.03, aspect=30)
+    bar.set_label("change of the true class's logit by each pixel (blue: lowered it)", fontsize=8)
 
 
 def attribution_verdict(intervention, top: np.ndarray, object_mask: np.ndarray | None) -> str:
     """One line: the share of the attack its top 10% carry, and (with a mask) how much of it is on the object."""
-    words = (f"black outline: the top {DEFAULT_TOP_FRACTION:.0%} of pixels,\nwhich carry "
-             f"{intervention.attribution_top_share:.0%} of the attack")
+    share = intervention.attribution_top_share
+    carry = (f"which carry {share:.0%} of the attack" if share <= 1 else
+             f"which do {share:.1f} times what the whole attack does\n(the other pixels work against it)")
+    words = f"black outline: the top {DEFAULT_TOP_FRACTION:.0%} of pixels,\n{carry}"
     if object_mask is not None and object_mask.any():
         on = float(top[object_mask].sum() / max(top.sum(), 1))
         words += f"; {on:.0%} of them on the object\n(the object is {float(object_mask.mean()):.0%} of the photo)"
@@ -168,12 +170,11 @@ def _curves_panel(ax, intervention) -> None:
     ax.set_xlabel("share of pixels that keep the perturbation (each map's top pixels first; the rest get the "
                   "clean photo back)", fontsize=9)
     ax.set_ylabel("share of the attack's\nmargin change kept", fontsize=9)
-    ax.set_title("Which ranking finds the pixels that carry the attack? Higher and earlier is better; the grey "
-                 "band is random pixels. A share above 1: those pixels do more than the whole attack.", fontsize=9)
+    ax.set_title("Which ranking finds the pixels that carry the attack? Higher and earlier is better; the grey band "
+                 "is random pixels.\nA share above 1: those pixels do more than the whole attack.", fontsize=9)
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     top = max(1.05, *(float(np.nanmax(c.kept)) for c in intervention.curves.values()))
-    ax.set_ylim(min(0.0, *(float(np.nanmin(c.kept)) for c in intervention.curves.values())) - 0.05,
-                min(top, 1.5) + 0.05)
+    ax.set_ylim(min(0.0, *(float(np.nanmin(c.kept)) for c in intervention.curves.values())) - 0.05, top + 0.05)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
 
