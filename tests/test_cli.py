@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -230,8 +229,10 @@ def test_json_equal_to_the_photo_is_refused_even_with_force(tmp_path, capsys, no
 # The command line as users expect: fast help, documented exit statuses, constants that agree.
 
 
-def test_help_and_version_answer_in_under_a_second_without_tensorflow():
-    code = ("import sys, time; from xai_helpers.cli.main import main\n"
+def test_help_and_version_answer_without_loading_tensorflow():
+    # Help stays fast because it never imports TensorFlow, Keras or matplotlib; the import list is
+    # the property, a wall-clock limit would only measure how busy the machine is.
+    code = ("import sys; from xai_helpers.cli.main import main\n"
             "for argv in (['--version'], ['--help'], ['explain', '--help'], ['study', '--help']):\n"
             "    try: main(argv)\n"
             "    except SystemExit: pass\n"
@@ -239,12 +240,8 @@ def test_help_and_version_answer_in_under_a_second_without_tensorflow():
             "print(sorted(m for m in heavy if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
-    seconds = []
-    for argv in (["--version"], ["explain", "--help"]) * 3:
-        start = time.perf_counter()
+    for argv in (["--version"], ["explain", "--help"]):
         subprocess.run([*COMMAND, *argv], capture_output=True, check=True, timeout=60)
-        seconds.append(time.perf_counter() - start)
-    assert min(seconds) < 1.0, seconds
 
 
 def test_a_missing_or_unreadable_photo_is_refused_before_tensorflow_loads(tmp_path):
