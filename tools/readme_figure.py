@@ -27,7 +27,7 @@ def main() -> None:
 
     books = {"MobileNetV2": load_study("study.csv", sanity=None),
              "MobileNet v1": load_study("study_mobilenet_v1.csv", sanity=None)}
-    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8), constrained_layout=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.1), constrained_layout=True, sharey=True)
     for ax, region, label in zip(axes, ("object", "edges"), ("on the object (minus its area)",
                                                              "on edges (minus their 10%)")):
         for k, (name, book) in enumerate(books.items()):
@@ -40,7 +40,8 @@ def main() -> None:
             ax.set_yticks(np.arange(len(part)), part.attack)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_xlabel(f"share of the attack's top 10% of pixels\n{label}", fontsize=9)
-    axes[0].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=2)
     fig.suptitle("Where an adversarial attack acts: its most effective pixels, against chance", fontsize=10)
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out}")
