@@ -33,8 +33,7 @@ def _detector(classifier: str, seed: int):
 
 class _OneThread:
     """A detector fitted and scored on one OpenMP thread: on a few thousand rows the boosted trees' thread
-    start-ups cost more than they save, and on a busy machine many times more (measured: 132 s against 39 s
-    for one cross-validated AUC on 2 cores beside a running kernel)."""
+    start-ups cost more than they save, and on a busy machine many times more (benchmarks/README.md)."""
 
     def __init__(self, model):
         self.model = model
