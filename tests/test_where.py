@@ -128,3 +128,26 @@ def test_the_segmenter_finds_the_photo_s_own_category(name, category):
     mask = object_mask(x, index, labels)
     assert mask is not None and mask.mean() > 0.1
     assert PASCAL_CATEGORIES[int(np.bincount(labels[mask]).argmax())] == category
+
+
+def test_ctrl_c_during_the_segmenter_s_native_start_up_is_a_ctrl_c(monkeypatch):
+    """A signal that lands inside LiteRT's native start-up comes out of pybind11 as ``ImportError``
+    ("initialization failed") caused by the ``KeyboardInterrupt``; the study must see the interrupt (exit
+    130, rows kept), not a crash. Here the import fails as it does then."""
+    import importlib.abc
+    import sys
+
+    from xai_helpers.classifier import segmentation
+
+    class Interrupted(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "ai_edge_litert.interpreter":
+                raise ImportError("initialization failed") from KeyboardInterrupt()
+
+    monkeypatch.setattr(segmentation, "_INTERPRETER", {})
+    monkeypatch.delitem(sys.modules, "ai_edge_litert.interpreter", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupted(), *sys.meta_path])
+    with pytest.raises(KeyboardInterrupt):
+        segmentation.segmenter()
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, Interrupted)])
+    assert segmentation.segmenter() is not None   # the next call loads it

@@ -33,8 +33,12 @@ _INTERPRETER = {}
 def segmenter():
     """The DeepLab v3 interpreter (LiteRT, one thread), loaded once per process."""
     if "interpreter" not in _INTERPRETER:
-        from ai_edge_litert.interpreter import Interpreter
-
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as err:   # Ctrl-C or SIGTERM inside the native module's start-up: pybind11
+            if isinstance(err.__cause__, KeyboardInterrupt):   # reports it as an ImportError; it is a stop
+                raise err.__cause__ from None
+            raise
         path = cached_get_file(SEGMENTER_FILE, SEGMENTER_ORIGIN, "models", file_hash=SEGMENTER_SHA256)
         with StderrClosed():   # (LiteRT announces its XNNPACK delegate on stderr)
             interpreter = Interpreter(model_path=path, num_threads=1)
