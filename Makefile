@@ -57,10 +57,11 @@ test: $(STAMP) $(KERNEL_CONFIG) tex browser-deps  ## unit tests, every chapter, 
 	$(BIN)/python tools/book_jobs.py --jobs $(CHAPTER_JOBS) --unit
 	$(MAKE) --no-print-directory pdf
 	$(BUILD)
-	$(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py tests/test_pdf.py -v
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py tests/test_pdf.py tests/test_book_text.py -v
 
 unit: $(STAMP)  ## the unit, command-line and real-model tests only (no book)
-	$(BIN)/python -m pytest -p no:cacheprovider tests --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
+	$(BIN)/python -m pytest -p no:cacheprovider tests --ignore=tests/test_browser.py --ignore=tests/test_pdf.py \
+	    --ignore=tests/test_book_text.py
 
 tex:  ## install TeX Live for the PDF (Debian/Ubuntu apt-get; skipped when XeLaTeX is there)
 	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || { \

@@ -7,6 +7,7 @@ around a fast fake of the analysis proper (``study_rows._analyse``) and no model
 from __future__ import annotations
 
 import os
+import signal
 import shutil
 import time
 
@@ -251,3 +252,50 @@ def test_a_ray_address_where_something_else_answers_fails_within_30_s(tmp_path, 
     assert code == 2 and time.perf_counter() - start < 30, err
     assert address in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.csv.lock").exists()
+
+
+def _handshake_child(address: str) -> int | None:
+    """The pid of a process running Ray's handshake with ``address`` (``distributed._HANDSHAKE``), if any."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "ray.init(address=" in command and address in command:
+            return int(entry)
+    return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the handshake's child process in /proc")
+def test_sigterm_during_ray_s_handshake_ends_the_study_and_its_child(tmp_path):
+    """A cluster address that takes the connection and then says nothing keeps Ray's handshake waiting;
+    SIGTERM (Ctrl-C takes the same path: both raise ``KeyboardInterrupt``) must then end the study at once
+    (exit 130, the interrupt's message, no lock left) and the handshake's child process with it."""
+    pytest.importorskip("ray")
+    import socket
+    import subprocess
+    import sys
+
+    silent = socket.create_server(("127.0.0.1", 0))   # accepts (the backlog), never answers
+    address = f"127.0.0.1:{silent.getsockname()[1]}"
+    out = tmp_path / "t.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "xai_helpers", "study", "--photos", "2", "--ray", address,
+                             "--out", str(out), "--quiet", "--sanity-photos", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, child = time.time() + 60, None
+        while child is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+            child = _handshake_child(address)
+        assert child is not None, proc.communicate(timeout=60)
+        time.sleep(1.0)   # (the child is importing Ray or waiting on the silent port)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        silent.close()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split()[2]
+    assert not (tmp_path / "t.csv.lock").exists()

@@ -29,14 +29,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTED = ROOT / "_executed"
 #: Chapters that take longest, started first (the rest follow in file-name order).
-SLOW_FIRST = ("appendix_checks", "which_pixels", "explaining", "softmax_vs_logits", "study", "where")
+SLOW_FIRST = ("study_methods", "explainers", "interventions", "explaining", "softmax_vs_logits", "answer", "pixels",
+              "attack")
 #: What a chapter's results depend on besides its own .md: the package and the tables it reads.
 INPUTS = ("xai_helpers/**/*.py", "results/*.csv")
 #: Files the executed copy of the book needs besides the chapters.
 BOOK_FILES = ("_toc.yml", "book/references.bib", "book/_static", "book/_templates")
 HEARTBEAT_S = 30
 UNIT = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests", "--ignore=tests/test_browser.py",
-        "--ignore=tests/test_pdf.py"]
+        "--ignore=tests/test_pdf.py", "--ignore=tests/test_book_text.py"]
 NBMAKE = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-s", "--nbmake",
           "--nbmake-timeout=900", "--overwrite", "--durations=1", "-o", "testpaths="]
 
