@@ -145,7 +145,7 @@ def bad_photos(folder):
 def test_unreadable_photos_become_rows_with_their_error_and_the_study_goes_on(bad_photos, tmp_path, capsys):
     out = tmp_path / "t.csv"
     start = time.perf_counter()
-    code = main(["study", "--images", str(bad_photos), "--photos", "6", "--out", str(out), "--quiet",
+    code = main(["study", "--images", str(bad_photos), "--out", str(out), "--quiet",   # (every photo: 6)
                  "--sanity-photos", "0", "--batch-size", "4"], prog="x")
     err = capsys.readouterr().err
     assert code == 0, err

@@ -16,6 +16,8 @@ MIN_STEPS, MAX_STEPS = 2, 4096
 #: Iterations of the targeted attack (``iterative_fgsm_targeted``).
 DEFAULT_ITERATIONS = 10
 TOP = 5
+#: Sample photos a study analyses when --photos is not given (with --images: the whole folder).
+SAMPLE_PHOTOS_DEFAULT = 300
 #: Exit statuses, listed by ``--help`` (``EXIT_STATUS_HELP``).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TARGET_MISSED, EXIT_DISK_FULL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_STATUS_HELP = ("exit status: 0 done; 1 the study could not go on (its rows kept); 2 bad input (one line on "
@@ -188,9 +190,9 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``study`` sub-command's options to ``parser``."""
-    parser.add_argument("--photos", type=_integer, default=300,
-                        help="number of photos (classes) to analyse, in the seeded study order (max 1000; "
-                             "default %(default)s)")
+    parser.add_argument("--photos", type=_integer, default=None,
+                        help="number of photos to analyse, in the seeded study order (max 1000; default "
+                             f"{SAMPLE_PHOTOS_DEFAULT}); with --images, the first N of the folder (default: all)")
     parser.add_argument("--out", default="results/study.csv",
                         help="CSV file to write; an existing one is resumed when it was made with the same "
                              "settings, weights and xai_helpers version, and refused otherwise (default "

@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from xai_helpers.cli.parser import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from xai_helpers.cli.parser import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, SAMPLE_PHOTOS_DEFAULT
 from xai_helpers.study.photos import folder_photos
 from xai_helpers.study.settings import photo_order
 
@@ -27,9 +27,10 @@ def run_study_command(args: argparse.Namespace) -> int:
     images = getattr(args, "images", None)
     labels = getattr(args, "labels", None)
     n_max = len(photo_order()) if images is None else len(folder_photos(images, labels))
-    if not 1 <= args.photos <= n_max:
+    n_photos = args.photos if args.photos is not None else SAMPLE_PHOTOS_DEFAULT if images is None else n_max
+    if not 1 <= n_photos <= n_max:
         where = "sample photos" if images is None else f"photos in {images}"
-        raise ValueError(f"--photos must be in [1, {n_max}] (the number of {where}), got {args.photos}.")
+        raise ValueError(f"--photos must be in [1, {n_max}] (the number of {where}), got {n_photos}.")
     if images is None and getattr(args, "labels", None) is not None:
         raise ValueError("--labels goes with --images (the sample photos' classes are known).")
     if args.batch_size < 1:
@@ -52,7 +53,7 @@ def run_study_command(args: argparse.Namespace) -> int:
                                    use_ray=ray_address is not None, ray_address=ray_address or None,
                                    ray_workers=getattr(args, "ray_workers", None), images=images,
                                    labels=getattr(args, "labels", None), model=model)
-        study.run_study(args.photos, out, options=options)
+        study.run_study(n_photos, out, options=options)
         print(f"wrote {out}", flush=True)
     except study.StudyFailed as failed:
         print(f"{prog}: error: {failed}", file=sys.stderr, flush=True)
