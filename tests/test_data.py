@@ -348,3 +348,30 @@ def test_a_floating_point_image_is_refused_before_it_is_decoded(save_image, monk
     with pytest.raises(ValueError) as excinfo:
         xh.load_image(path)
     one_sentence(excinfo, "Floating-point")
+
+
+def test_centre_crop_keeps_the_central_square_and_whole_keeps_everything(tmp_path):
+    """A 400 x 200 photo, black in its outer quarters and white in the middle: the whole photo resized
+    keeps the black quarters; ImageNet's centre crop (shorter side to 256, central 224) sees only white."""
+    from PIL import Image
+
+    from xai_helpers.classifier.data import load_image
+
+    pixels = np.full((200, 400, 3), 255, np.uint8)
+    pixels[:, :100] = pixels[:, 300:] = 0
+    Image.fromarray(pixels).save(tmp_path / "bands.png")
+    whole = load_image(tmp_path / "bands.png")
+    crop = load_image(tmp_path / "bands.png", resize="centre_crop")
+    assert np.all(whole[:, :50] < -0.99) and np.all(whole[:, -50:] < -0.99)
+    assert crop.shape == (224, 224, 3) and np.all(crop > 0.99)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        load_image(tmp_path / "bands.png", resize="crop")
+
+
+def test_the_resize_setting_leaves_the_key_of_tables_written_before_it():
+    import dataclasses
+
+    from xai_helpers.study.settings import StudySettings
+
+    assert StudySettings().key() == "675cbad9de06"   # results/study.csv's settings_key
+    assert dataclasses.replace(StudySettings(), resize="centre_crop").key() != StudySettings().key()

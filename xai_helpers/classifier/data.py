@@ -43,6 +43,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_SIZE = 224
 #: Smallest accepted side: below this the photo carries too little detail to upscale honestly.
 MIN_SIDE = 32
+#: How a photo becomes a square input: ``whole`` resizes the whole photo (the report's policy, module
+#: docstring); ``centre_crop`` resizes its shorter side to ``size / CENTRE_CROP_FRACTION`` and keeps the central
+#: size x size square, the standard ImageNet evaluation (Szegedy et al. 2015's central 87.5%; Keras's
+#: ``crop_to_aspect_ratio`` / ``CenterCrop`` after a 256-pixel resize), which keeps the aspect and loses the edges.
+RESIZE_POLICIES = ("whole", "centre_crop")
+CENTRE_CROP_FRACTION = 0.875
 #: Largest accepted pixel count (PIL's own decompression-bomb limit, 2 x 89.5 megapixels).
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 178_956_970
 
@@ -169,8 +175,9 @@ REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "I")
 STRIP_BYTES = 16 * 2 ** 20
 
 
-def _shrink(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
-    """Return a non-JPEG ``image`` box-reduced by an integer factor per axis to at most ~4 x 224 px a side.
+def _shrink(image: Image.Image, size: int = IMAGE_SIZE, keep_aspect: bool = False) -> Image.Image:
+    """Return a non-JPEG ``image`` box-reduced by an integer factor per axis to at most ~4 x 224 px a side
+    (``keep_aspect``: one factor for both axes, set by the shorter side, for a crop that keeps the aspect).
 
     JPEG decodes at reduced scale through ``draft``; other formats (PNG, TIFF, ...) are decoded at full
     size, and shrinking before any colour conversion keeps a 13000 x 13000 photo from costing gigabytes
@@ -180,6 +187,8 @@ def _shrink(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
     (``_reduce_in_strips``).
     """
     factors = tuple(max(1, side // (2 * size)) for side in image.size)
+    if keep_aspect:
+        factors = (min(factors),) * 2
     if factors == (1, 1) or image.format == "JPEG":
         return image
     if image.mode == "1":
@@ -240,15 +249,16 @@ class _Refused(ValueError):
     """A photo ``load_image`` refuses itself (its message names the file), as opposed to Pillow's errors."""
 
 
-def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
+def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE, resize: str = "whole") -> np.ndarray:
     """Return the photo at ``path`` as a float32 (size, size, 3) array in MobileNetV2's range [-1, 1].
 
     ``size`` is the model's input side (224 for MobileNetV2; ``model.input_shape(model)[0]`` for another
     model, e.g. 240 for EfficientNetB1).
 
     ``x = pixel / 127.5 - 1`` (``keras.applications.mobilenet_v2.preprocess_input``), after applying
-    EXIF orientation, converting to RGB and resizing the whole photo to 224 x 224 (module docstring:
-    resize and colour policy). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming
+    EXIF orientation, converting to RGB and resizing the whole photo to size x size (module docstring:
+    resize and colour policy), or with ``resize="centre_crop"`` its central square (``RESIZE_POLICIES``).
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming
     the file) for a name too long for its file system and for anything that is not a decodable image of
     at least 32 px a side and at most ~179 megapixels (also one whose metadata is too large to decompress,
     such as a PNG text chunk of many megabytes). An animation or a multi-page file gives its first frame,
@@ -258,6 +268,8 @@ def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
 
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIDE <= size <= 1024:
         raise ValueError(f"size must be a whole number of pixels from {MIN_SIDE} to 1024, got {size!r}.")
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}.")
     path = Path(path)
     check_name_length(path)
     if not path.is_file():
@@ -284,7 +296,7 @@ def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale: a huge photo never occupies full memory.
                 image.draft("RGB", (2 * size, 2 * size))
                 image.load()
-                image = ImageOps.exif_transpose(_shrink(image, size))
+                image = ImageOps.exif_transpose(_shrink(image, size, keep_aspect=resize == "centre_crop"))
                 rgb = _to_rgb(image)
     except _Refused:
         raise
@@ -296,8 +308,20 @@ def load_image(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
     if frames > 1:
         warnings.warn(f"{path.name} has {frames} frames (an animation or a multi-page file); only the first "
                       f"of them, frame 1 of {frames}, is used.", UserWarning, stacklevel=2)
-    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+    resized = (_centre_crop(rgb, size) if resize == "centre_crop" else
+               rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None))
     return preprocess(np.asarray(resized, dtype=np.float32))
+
+
+def _centre_crop(rgb: Image.Image, size: int) -> Image.Image:
+    """The central size x size square of ``rgb`` after its shorter side is resized to
+    ``round(size / CENTRE_CROP_FRACTION)`` (aspect kept; ``RESIZE_POLICIES``)."""
+    width, height = rgb.size
+    scale = round(size / CENTRE_CROP_FRACTION) / min(width, height)
+    new = (max(size, round(width * scale)), max(size, round(height * scale)))
+    resized = rgb.resize(new, Image.Resampling.BILINEAR, reducing_gap=None)
+    left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    return resized.crop((left, top, left + size, top + size))
 
 
 def _one_line(err: BaseException) -> str:

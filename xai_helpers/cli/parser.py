@@ -234,3 +234,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "constructor's, 1.0)")
     parser.add_argument("--size", type=_integer, default=None, metavar="PIXELS",
                         help="square input side (default: the architecture's, 224 for MobileNetV2)")
+    parser.add_argument("--resize", choices=("whole", "centre_crop"), default="whole",
+                        help="how a photo becomes the square input: 'whole' resizes the whole photo (default, "
+                             "the report's); 'centre_crop' keeps its central square after resizing the shorter "
+                             "side to 256/224 of the input side (ImageNet's standard evaluation); a setting, "
+                             "so it is part of the table's key")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -53,7 +54,8 @@ def run_study_command(args: argparse.Namespace) -> int:
                                    use_ray=ray_address is not None, ray_address=ray_address or None,
                                    ray_workers=getattr(args, "ray_workers", None), images=images,
                                    labels=getattr(args, "labels", None), model=model)
-        study.run_study(n_photos, out, options=options)
+        settings = dataclasses.replace(study.StudySettings(), resize=getattr(args, "resize", "whole"))
+        study.run_study(n_photos, out, settings, options=options)
         print(f"wrote {out}", flush=True)
     except study.StudyFailed as failed:
         print(f"{prog}: error: {failed}", file=sys.stderr, flush=True)

@@ -73,7 +73,7 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
             error = p.error
             if error is None:
                 try:
-                    xs.append(load_image(p.path, size))
+                    xs.append(load_image(p.path, size, settings.resize))
                 except (ValueError, OSError) as err:
                     error = str(err)
             if error is not None:
@@ -83,7 +83,7 @@ def analyse_batch(model, photos: Sequence[int | StudyPhoto], settings: StudySett
             sample = sample_photos()[int(p)]
             record = _PhotoRecord(sample, sample_image(int(p)), sample.class_index, sample.class_index,
                                   int(rank[int(p)]))
-            xs.append(load_image(record.path, size))
+            xs.append(load_image(record.path, size, settings.resize))
         records.append((place, record))
     if records:
         keys = list(range(len(records)))  # each photo's key in the pass tally: its place among the analysed

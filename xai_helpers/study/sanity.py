@@ -64,7 +64,7 @@ def sanity_check(model, class_indices: Sequence[int], settings,
 
     bar = tqdm(total=1 + len(SANITY_STAGES), desc=f"sanity check ({len(class_indices)} photos)", unit="stage",
                file=sys.stderr, disable=not progress)
-    xs = np.stack([load_image(sample_image(int(c))) for c in class_indices])
+    xs = np.stack([load_image(sample_image(int(c)), resize=settings.resize) for c in class_indices])
     classes = [int(c) for c in class_indices]
     ig_kw = dict(baseline=settings.ig_baseline, steps=ig_steps, method=settings.ig_method)
     reference_gc = gradcam(model, xs, classes, target="logits")

@@ -71,10 +71,20 @@ class StudySettings:
     jf_max_levels: float = JF_MAX_LEVELS
     #: Noisy copies per photo in SmoothGrad, the third first-order map of the margin.
     smoothgrad_samples: int = SMOOTHGRAD_SAMPLES
+    #: How a photo becomes the model's input (``data.RESIZE_POLICIES``): the whole photo, or its central
+    #: square as in ImageNet's evaluation (the preprocessing check beside the report's policy).
+    resize: str = "whole"
 
     def key(self) -> str:
-        """Return a short hash of the settings, to refuse resuming a table made with other settings."""
-        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+        """Return a short hash of the settings, to refuse resuming a table made with other settings. A
+        setting of ``ADDED_LATER`` enters the hash only away from its default, so the tables written before
+        it existed (which used that default) keep their key."""
+        items = {k: v for k, v in asdict(self).items() if ADDED_LATER.get(k, object()) != v}
+        return hashlib.sha256(repr(sorted(items.items())).encode()).hexdigest()[:12]
+
+
+#: Settings added after tables were written, with the value those tables used (``StudySettings.key``).
+ADDED_LATER = {"resize": "whole"}
 
 
 @dataclass(frozen=True)
