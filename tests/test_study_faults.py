@@ -299,3 +299,12 @@ def test_sigterm_during_ray_s_handshake_ends_the_study_and_its_child(tmp_path):
     assert "interrupted" in err and "Traceback" not in err, err
     assert not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split()[2]
     assert not (tmp_path / "t.csv.lock").exists()
+
+
+def test_a_folder_study_asked_for_a_sanity_check_says_there_is_none_and_runs(folder, tmp_path, capsys):
+    """The sanity check randomises the model on sample photos chosen by class: a folder's photos have none
+    (the default --sanity-photos 20 used to stop a folder study at its end, 'need at least one array')."""
+    out = study.run_study(3, tmp_path / "t.csv", SETTINGS, RunOptions(batch_size=2, sanity_photos=20, images=folder))
+    assert "no sanity table: it runs on the sample photos, and this study's photos are a folder's" in \
+        capsys.readouterr().err
+    assert len(table.load_table(out).rows) == 3 and not (tmp_path / "t_sanity.csv").exists()

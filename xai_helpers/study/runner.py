@@ -145,14 +145,19 @@ def run_study(n_photos: int, out: str | Path, settings: StudySettings | None = N
 
 
 def _without_foreign_sanity(options: RunOptions) -> RunOptions:
-    """``options`` with no sanity table when the model is not MobileNetV2 (its randomised layers are
-    MobileNetV2's), said on stderr."""
-    if options.sanity_photos and not options.model.is_default_architecture():
-        if options.progress:
-            print("no sanity table: its randomised layers are MobileNetV2's, and the model is "
-                  f"{options.model.name}", file=sys.stderr)
-        return dataclasses.replace(options, sanity_photos=0)
-    return options
+    """``options`` with no sanity table, said on stderr, when the check cannot run: the model is not
+    MobileNetV2 (its randomised layers are MobileNetV2's), or the photos are a folder's (the check loads
+    sample photos by class)."""
+    why = (None if not options.sanity_photos else
+           f"its randomised layers are MobileNetV2's, and the model is {options.model.name}"
+           if not options.model.is_default_architecture() else
+           "it runs on the sample photos, and this study's photos are a folder's" if options.images is not None
+           else None)
+    if why is None:
+        return options
+    if options.progress:
+        print(f"no sanity table: {why}", file=sys.stderr)
+    return dataclasses.replace(options, sanity_photos=0)
 
 
 def _write_study(n_photos: int, out: Path, sanity_path: Path, settings: StudySettings, options: RunOptions,
