@@ -71,9 +71,12 @@ def _triple(values, fmt: str) -> str:
 def summary_lines(book: StudyBook) -> list[str]:
     """The summary as lines of text (what ``study`` prints at its end)."""
     h = headline(book)
-    lines = [f"{h['photos']} photos, {h['model']}; accuracy {_triple(h['accuracy'], '.1%')}"]
+    labelled = np.isfinite(h["accuracy"][0])
+    lines = [f"{h['photos']} photos, {h['model']}; " + (f"accuracy {_triple(h['accuracy'], '.1%')}" if labelled else
+             "no labels: each photo is attacked and explained for the model's own top-1 class")]
+    among = "of the correct photos" if labelled else "of the photos"
     for a, n in h["attacks"].items():
-        lines.append(f"{n['title']}: fooled {n['success'][3]} ({_triple(n['success'], '.1%')} of the correct photos)")
+        lines.append(f"{n['title']}: fooled {n['success'][3]} ({_triple(n['success'], '.1%')} {among})")
         lines.append(f"  its top 10% of pixels keep {_triple(n['kept_attack'], '.2f')} of its effect (random pixels "
                      f"{_triple(n['kept_random'], '.2f')}, moved copies {_triple(n['kept_moved'], '.2f')})")
         lines.append(f"  on the edges: {_triple(n['on_edges'], '.0%')} of those pixels (edges are 10% of a photo)")
