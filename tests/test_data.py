@@ -375,3 +375,18 @@ def test_the_resize_setting_leaves_the_key_of_tables_written_before_it():
 
     assert StudySettings().key() == "675cbad9de06"   # results/study.csv's settings_key
     assert dataclasses.replace(StudySettings(), resize="centre_crop").key() != StudySettings().key()
+
+
+def test_a_table_written_before_the_resize_setting_reads_as_whole_photo():
+    import ast
+    import dataclasses
+
+    from xai_helpers.study.settings import StudySettings, settings_from_header
+
+    before = {k: v for k, v in dataclasses.asdict(StudySettings()).items() if k != "resize"}
+    meta = {"settings": repr(before), "settings_key": "675cbad9de06"}   # as results/study.csv was written
+    assert settings_from_header(meta).resize == "whole"
+    crop = dataclasses.replace(StudySettings(), resize="centre_crop")
+    meta = {"settings": repr(dataclasses.asdict(crop)), "settings_key": crop.key()}
+    assert settings_from_header(meta) == crop
+    assert ast.literal_eval(meta["settings"])["resize"] == "centre_crop"

@@ -265,6 +265,7 @@ def _explain_many(args: argparse.Namespace, images: list[str]) -> int:
     """
     from xai_helpers.classifier.file_names import absolute
     from xai_helpers.cli.index_page import index_page
+    from xai_helpers.study.memory import release_freed_memory
     from xai_helpers.study.outputs import DiskFull, check_outputs, write_text_atomic
 
     if args.out is not None or args.json is not None:
@@ -292,6 +293,9 @@ def _explain_many(args: argparse.Namespace, images: list[str]) -> int:
                 entries.append({"photo": photo.name, "error": _one_line(err)})
                 statuses.append(EXIT_BAD_INPUT)
                 continue
+            finally:   # a photo's buffers, freed, go back to the system: memory stays flat over a folder
+                gc.collect()
+                release_freed_memory()
             kept = _read_report(numbers)
         else:
             statuses.append(EXIT_TARGET_MISSED if missed_target(kept) else EXIT_OK)

@@ -121,7 +121,8 @@ def random_target(true_class: int, seed_id: int, seed: int = SEED, n_classes: in
 
 def settings_from_header(meta: dict[str, str], source: str = "the table") -> StudySettings:
     """Return the ``StudySettings`` a table's header records (its ``settings`` line, read as a Python literal,
-    never run), checked against its ``settings_key``; ``ValueError`` (one sentence naming ``source``) when
+    never run; a setting of ``ADDED_LATER`` it lacks takes the value those tables used), checked against its
+    ``settings_key``; ``ValueError`` (one sentence naming ``source``) when
     the line is missing, is not a literal of this package's settings, or does not give the recorded key."""
     import ast
     from dataclasses import fields
@@ -129,7 +130,10 @@ def settings_from_header(meta: dict[str, str], source: str = "the table") -> Stu
     names = {f.name for f in fields(StudySettings)}
     try:
         recorded = ast.literal_eval(meta["settings"])
-        if not isinstance(recorded, dict) or set(recorded) != names:
+        if not isinstance(recorded, dict):
+            raise ValueError
+        recorded = {**{k: v for k, v in ADDED_LATER.items() if k not in recorded}, **recorded}
+        if set(recorded) != names:
             raise ValueError
         settings = StudySettings(**recorded)
     except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
