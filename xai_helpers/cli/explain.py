@@ -11,6 +11,7 @@ were made from the same bytes with the same settings (``_finished``), explaining
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import math
