@@ -151,3 +151,17 @@ def test_ctrl_c_during_the_segmenter_s_native_start_up_is_a_ctrl_c(monkeypatch):
         segmentation.segmenter()
     monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, Interrupted)])
     assert segmentation.segmenter() is not None   # the next call loads it
+
+
+def test_the_preprocessing_check_of_a_table_with_itself_finds_no_difference_on_the_shared_photos():
+    import dataclasses
+
+    from xai_helpers.chapters.study_tables import load_study
+    from xai_helpers.chapters.where import common_photos, preprocessing_check
+
+    book = load_study("study.csv", sanity=None)
+    half = dataclasses.replace(book, rows=book.rows[: len(book.rows) // 2])
+    assert [len(b.rows) for b in common_photos(book, half)] == [len(half.rows)] * 2
+    frame, differ = preprocessing_check({"a": book, "b": half})
+    assert differ == [] and frame.iloc[0, 1] == frame.iloc[0, 2] == str(len(half.rows))
+    assert list(frame["a"]) == list(frame["b"])

@@ -21,6 +21,8 @@ and the tests of one network form one family, Holm-corrected (``location_family`
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -160,3 +162,48 @@ def class_share_controls(book: StudyBook, method: str = "gc") -> dict[str, tuple
 
 __all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "adversarial_margin", "by_margin", "class_share_controls",
            "first_order", "gradient_overlap", "location", "location_tests", "median_ci", "object_interventions"]
+
+
+def common_photos(*books: StudyBook) -> list[StudyBook]:
+    """The tables restricted to the photos (classes) every one of them holds, in the first one's order."""
+    shared = set.intersection(*({int(r["class_index"]) for r in b.rows} for b in books))
+    return [dataclasses.replace(b, rows=[r for r in b.rows if int(r["class_index"]) in shared]) for b in books]
+
+
+def preprocessing_check(books: dict[str, StudyBook], attack: str = "fgsm") -> tuple[pd.DataFrame, list[str]]:
+    """The headline findings of tables that differ only in how a photo became the input (``settings.resize``),
+    on the photos they share: accuracy, the attacks' success, the share the attribution's top 10% keeps,
+    and where those pixels lie (object and edges, above chance). Returns the table (one column per table,
+    ``value [low, high]``) and the findings whose 95% intervals do not overlap between the tables."""
+    shared = dict(zip(books, common_photos(*books.values())))
+    numbers = {name: _headline_numbers(book, attack) for name, book in shared.items()}
+    findings = list(next(iter(numbers.values())))
+    frame = pd.DataFrame({"finding": ["photos", *findings]} |
+                         {name: [f"{len(shared[name].table)}"] + [_interval(v[f], "%" if "(%" in f else "")
+                                                                  for f in findings]
+                          for name, v in numbers.items()})
+    differ = [f for f in findings if max(v[f][1] for v in numbers.values()) > min(v[f][2] for v in numbers.values())]
+    return frame, differ
+
+
+def _headline_numbers(book: StudyBook, attack: str) -> dict[str, tuple[float, float, float]]:
+    """``preprocessing_check``'s findings of one table: (centre, low, high) each; "(%" in a name marks a share."""
+    tests = location_tests(book)
+    return {"top-1 accuracy (%)": share_ci(book.table.clean_correct == 1),
+            **{f"{title} fools (% of the correct)": share_ci(book.correct[f"{a}_fooled"] == 1)
+               for a, title in book.attacks.items() if a in ("fgsm", "pgd", "jf")},
+            "attribution's top 10% keeps": median_ci(_values(book.fooled[attack], col.kept(attack, "attack"))),
+            "its share on the object, above the object's area": _mean_ci(tests[(attack, "attack", "object")]),
+            "its share on edges, above their 10%": _mean_ci(tests[(attack, "attack", "edges")])}
+
+
+def _mean_ci(test: dict) -> tuple[float, float, float]:
+    return test["mean"], test["ci_low"], test["ci_high"]
+
+
+def _interval(centre_low_high, kind: str = "") -> str:
+    centre, low, high = centre_low_high
+    if kind == "%":
+        return f"{centre:.0%} [{low:.0%}, {high:.0%}]"
+    sign = "+" if min(centre, low) < 0 else ""
+    return f"{centre:{sign}.2f} [{low:{sign}.2f}, {high:{sign}.2f}]"
