@@ -82,3 +82,9 @@ def test_explain_on_a_13000_pixel_png_costs_no_more_than_on_an_ordinary_photo(bi
     extra = runs["grey16"]["peak_mb"] - runs["ordinary"]["peak_mb"]
     assert extra <= DECODE_ALLOWANCE_MB, f"the 13000-pixel photo added {extra:.0f} MB to explain's peak: {runs}"
     assert runs["grey16"]["peak_mb"] <= EXPLAIN_PEAK_MB, f"explain peaked at {runs['grey16']['peak_mb']:.0f} MB"
+
+
+def test_explain_s_help_states_the_bound_this_file_holds_it_to():
+    from xai_helpers.cli.parser import MEMORY_HELP
+
+    assert f"at most {EXPLAIN_PEAK_MB / 1024:.1f} GB resident" in MEMORY_HELP

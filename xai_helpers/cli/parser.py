@@ -24,6 +24,11 @@ EXIT_STATUS_HELP = ("exit status: 0 done; 1 the study could not go on (its rows 
                     "stderr, nothing written); 3 the targeted attack missed its class (figure and JSON written, "
                     "the miss said on stderr and in the figure); 4 the disk is full (nothing half-written); "
                     "130 interrupted (Ctrl-C or SIGTERM)")
+#: The memory ``explain`` may use, said by its ``--help`` (tests/test_memory.py holds it to this bound;
+#: benchmarks/README.md gives the measurements over 1, 10 and 50 photos).
+MEMORY_HELP = ("memory: at most 2.5 GB resident at the default settings, for any photo (a huge one adds at most "
+               "its decoding, ~0.4 GB, freed before the model loads) and for a folder of any length (each "
+               "photo's buffers go back to the system before the next)")
 #: Integrated Gradients' choices and defaults, the values of ``integrated_gradients``'s METHODS, BASELINES,
 #: DEFAULT_METHOD and DEFAULT_STEPS (a test checks they agree), so that the parser needs no TensorFlow.
 IG_METHODS = ("riemann_right", "trapezoid", "gauss_legendre")
@@ -158,7 +163,7 @@ def build_parser(prog: str, handlers: dict) -> argparse.ArgumentParser:
                     "its own top-1 class, with Grad-CAM and Integrated Gradients. Writes a figure "
                     "(original / perturbation / adversarial, then Grad-CAM and IG of both) and prints "
                     "top-5 before and after, map-comparison numbers, IG's completeness error and the "
-                    "weights' fingerprint.", epilog=EXIT_STATUS_HELP)
+                    "weights' fingerprint.", epilog=f"{EXIT_STATUS_HELP}. {MEMORY_HELP}.")
     add_explain_arguments(explain)
     explain.set_defaults(func=handlers["explain"], _prog=explain.prog)
     parser.default_command = explain
