@@ -34,7 +34,7 @@ def explain_figure(x: np.ndarray, result, attack: dict, eps: float, title: str |
     n_sets = len(result.maps)
     map_cols = 2 * n_sets
     rows = 4 if result.intervention is not None else 3
-    fig = plt.figure(figsize=(max(6.6 + 2.6 * map_cols, 12.0), 3.0 * rows + 0.6), constrained_layout=True)
+    fig = plt.figure(figsize=(max(6.6 + 2.6 * map_cols, 12.0), 3.2 * rows + 0.8), constrained_layout=True)
     grid = fig.add_gridspec(rows, 2 + map_cols, height_ratios=[1, 1.1, 1.1] + [1.15] * (rows - 3))
     _images_row(fig, grid, x, result, attack, eps)
     _answer_panel(fig.add_subplot(grid[1:3, 0:2]), x, result, object_mask)
@@ -64,9 +64,13 @@ def _images_row(fig, grid, x: np.ndarray, result, attack: dict, eps: float) -> N
                               "edgecolor": "#b00000" if not attack["succeeded"] else "#999999"})
 
 
+#: Characters per line of the status box (9 pt text in one map column).
+STATUS_WIDTH = 40
+
+
 def status_lines(result, attack: dict) -> list[str]:
     """The status box: the attack, its outcome, the target (if any), and why the causal panels are missing."""
-    lines = [_wrap(attack["description"], 52)]
+    lines = [attack["description"]]
     clean, adv = result.clean_top[0], result.adv_top[0]
     if attack.get("target_class") is None:
         lines.append(f"outcome: {clean.name} -> {adv.name}" if attack["succeeded"] else
@@ -78,14 +82,15 @@ def status_lines(result, attack: dict) -> list[str]:
     lines += search_lines(attack.get("eps_search") or {})
     if result.intervention is None:
         lines.append("no causal panels: the attack did not change the label")
-    return lines
+    # Narrow enough to stay inside its column: text that overflowed it pushed the maps' colour bar away.
+    return [_wrap(line, STATUS_WIDTH) for line in lines]
 
 
 def search_lines(search: dict) -> list[str]:
     """What the budget search says: the eps chosen automatically, or the eps that would have flipped the label."""
     levels, top = search.get("flipping_levels"), search.get("max_levels", 16)
     if search.get("auto"):
-        return (["eps chosen automatically: the smallest budget", "(in steps of 1/8 level) at which it succeeds"]
+        return (["eps chosen automatically: the smallest budget (in steps of 1/8 level) at which it succeeds"]
                 if levels is not None else [f"no eps up to {top:g} levels succeeds: shown at {top:g}"])
     if "flipping_levels" in search:
         return [f"--eps {levels:g} would succeed" if levels is not None else f"no eps up to {top:g} levels would"]
