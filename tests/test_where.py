@@ -160,7 +160,8 @@ def test_the_preprocessing_check_of_a_table_with_itself_finds_no_difference_on_t
     from xai_helpers.chapters.where import common_photos, preprocessing_check
 
     book = load_study("study.csv", sanity=None)
-    half = dataclasses.replace(book, rows=book.rows[: len(book.rows) // 2])
+    book = dataclasses.replace(book, rows=book.rows[:16])   # (the bootstrap intervals take time per photo)
+    half = dataclasses.replace(book, rows=book.rows[:8])
     assert [len(b.rows) for b in common_photos(book, half)] == [len(half.rows)] * 2
     frame, differ = preprocessing_check({"a": book, "b": half})
     assert differ == [] and frame.iloc[0, 1] == frame.iloc[0, 2] == str(len(half.rows))
