@@ -34,7 +34,7 @@ WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019-]*")
 NUMBER = re.compile(r"(?<![\w.])[-\u2212+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?(?![\w.]\w)(?!\w)")
 #: What is not prose: code cells and their outputs, tables, maths, references (figure/table numbers,
 #: citations), permalinks.
-NOT_PROSE = ("div.cell_input", "div.cell_output pre", "div.highlight", "table", "script", "style", ".math",
+NOT_PROSE = ("div.cell_input", "span.caption-number", "div.cell_output pre", "div.highlight", "table", "script", "style", ".math",
              "a.reference", "a.headerlink", "span.eqno")
 
 
