@@ -270,6 +270,9 @@ def test_the_cli_copies_of_library_constants_agree_with_the_library():
     assert IG_METHODS == ig.METHODS and IG_BASELINES == ig.BASELINES
     assert (cli_parser.IG_DEFAULT_METHOD, cli_parser.IG_DEFAULT_STEPS) == (ig.DEFAULT_METHOD, ig.DEFAULT_STEPS)
     assert LEVEL == attacks.pixels_to_eps(1) and DEFAULT_EPS_LEVELS == attacks.DEFAULT_EPS_PIXELS
+    from xai_helpers.classifier.data import RESIZE_POLICIES
+
+    assert cli_parser.RESIZE_POLICIES == RESIZE_POLICIES
 
 
 def test_the_figure_shows_the_answer_its_overlap_numbers_and_what_each_map_explains():

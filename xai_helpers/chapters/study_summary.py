@@ -16,7 +16,7 @@ from html import escape
 
 import numpy as np
 
-from xai_helpers.chapters.study_tables import StudyBook, share_ci
+from xai_helpers.chapters.study_tables import StudyBook, share_ci, triple
 from xai_helpers.study import columns as col
 from xai_helpers.study.summary import bootstrap_ci
 
@@ -61,30 +61,23 @@ def headline(book: StudyBook) -> dict:
     return out
 
 
-def _triple(values, fmt: str) -> str:
-    centre, low, high = values[:3]
-    if not np.isfinite(centre):
-        return "-"
-    return f"{centre:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
-
-
 def summary_lines(book: StudyBook) -> list[str]:
     """The summary as lines of text (what ``study`` prints at its end)."""
     h = headline(book)
     labelled = np.isfinite(h["accuracy"][0])
-    lines = [f"{h['photos']} photos, {h['model']}; " + (f"accuracy {_triple(h['accuracy'], '.1%')}" if labelled else
+    lines = [f"{h['photos']} photos, {h['model']}; " + (f"accuracy {triple(h['accuracy'], '.1%')}" if labelled else
              "no labels: each photo is attacked and explained for the model's own top-1 class")]
     among = "of the correct photos" if labelled else "of the photos"
     for a, n in h["attacks"].items():
-        lines.append(f"{n['title']}: fooled {n['success'][3]} ({_triple(n['success'], '.1%')} {among})")
-        lines.append(f"  its top 10% of pixels keep {_triple(n['kept_attack'], '.2f')} of its effect (random pixels "
-                     f"{_triple(n['kept_random'], '.2f')}, moved copies {_triple(n['kept_moved'], '.2f')})")
-        lines.append(f"  on the edges: {_triple(n['on_edges'], '.0%')} of those pixels (edges are 10% of a photo)")
+        lines.append(f"{n['title']}: fooled {n['success'][3]} ({triple(n['success'], '.1%')} {among})")
+        lines.append(f"  its top 10% of pixels keep {triple(n['kept_attack'], '.2f')} of its effect (random pixels "
+                     f"{triple(n['kept_random'], '.2f')}, moved copies {triple(n['kept_moved'], '.2f')})")
+        lines.append(f"  on the edges: {triple(n['on_edges'], '.0%')} of those pixels (edges are 10% of a photo)")
         if n["object_enrichment"][3]:
-            lines.append(f"  on the object: {_triple(n['object_enrichment'], '.2f')} x its area "
+            lines.append(f"  on the object: {triple(n['object_enrichment'], '.2f')} x its area "
                          f"({n['object_enrichment'][3]} photos with an object mask; 1 = chance)")
         if "levels" in n:
-            lines.append(f"  smallest budget that flips the label: {_triple(n['levels'], '.3g')} pixel levels")
+            lines.append(f"  smallest budget that flips the label: {triple(n['levels'], '.3g')} pixel levels")
     return lines
 
 

@@ -151,6 +151,14 @@ def interval(d: dict, fmt: str = ".3f") -> str:
     return f"{centre:+{fmt}} [{d['ci_low']:+{fmt}}, {d['ci_high']:+{fmt}}]"
 
 
+def triple(values, fmt: str) -> str:
+    """'centre [low, high]' of a (centre, low, high, ...) triple in format ``fmt``; '-' when it is undefined."""
+    centre, low, high = values[:3]
+    if not np.isfinite(centre):
+        return "-"
+    return f"{centre:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
 def share_ci(flags) -> tuple[float, float, float]:
     """A proportion with its 95% Wilson interval (which, unlike a bootstrap, does not collapse at 0% or 100%)."""
     flags = np.asarray(flags, dtype=bool)
@@ -159,4 +167,4 @@ def share_ci(flags) -> tuple[float, float, float]:
     return (float(flags.mean()), *proportion_ci(int(flags.sum()), len(flags)))
 
 
-__all__ = ["ALL_ATTACKS", "ATTACKS", "StudyBook", "interval", "load_study", "share_ci"]
+__all__ = ["ALL_ATTACKS", "ATTACKS", "StudyBook", "interval", "load_study", "share_ci", "triple"]

@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from xai_helpers.chapters.study_tables import StudyBook, share_ci
+from xai_helpers.chapters.study_tables import StudyBook, share_ci, triple
 from xai_helpers.study import columns as col
 from xai_helpers.study.summary import bootstrap_ci, family_verdicts, paired_difference
 
@@ -160,10 +160,6 @@ def class_share_controls(book: StudyBook, method: str = "gc") -> dict[str, tuple
     return out
 
 
-__all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "adversarial_margin", "by_margin", "class_share_controls",
-           "first_order", "gradient_overlap", "location", "location_tests", "median_ci", "object_interventions"]
-
-
 def common_photos(*books: StudyBook) -> list[StudyBook]:
     """The tables restricted to the photos (classes) every one of them holds, in the first one's order."""
     shared = set.intersection(*({int(r["class_index"]) for r in b.rows} for b in books))
@@ -202,8 +198,11 @@ def _mean_ci(test: dict) -> tuple[float, float, float]:
 
 
 def _interval(centre_low_high, kind: str = "") -> str:
-    centre, low, high = centre_low_high
-    if kind == "%":
-        return f"{centre:.0%} [{low:.0%}, {high:.0%}]"
-    sign = "+" if min(centre, low) < 0 else ""
-    return f"{centre:{sign}.2f} [{low:{sign}.2f}, {high:{sign}.2f}]"
+    """``triple`` of a finding: a share in %, a difference signed when it can be negative, else 2 decimals."""
+    signed = min(centre_low_high[0], centre_low_high[1]) < 0
+    return triple(centre_low_high, ".0%" if kind == "%" else "+.2f" if signed else ".2f")
+
+
+__all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "adversarial_margin", "by_margin", "class_share_controls",
+           "common_photos", "first_order", "gradient_overlap", "location", "location_tests", "median_ci",
+           "object_interventions", "preprocessing_check"]

@@ -32,6 +32,8 @@ MEMORY_HELP = ("memory: at most 2.5 GB resident at the default settings, for any
 #: Integrated Gradients' choices and defaults, the values of ``integrated_gradients``'s METHODS, BASELINES,
 #: DEFAULT_METHOD and DEFAULT_STEPS (a test checks they agree), so that the parser needs no TensorFlow.
 IG_METHODS = ("riemann_right", "trapezoid", "gauss_legendre")
+#: ``data.RESIZE_POLICIES``, written out for the same reason (a test checks they agree).
+RESIZE_POLICIES = ("whole", "centre_crop")
 IG_BASELINES = ("black", "zeros", "blur")
 IG_DEFAULT_METHOD, IG_DEFAULT_STEPS = "trapezoid", 128
 #: One pixel level in model units and the default eps in levels (``attacks.pixels_to_eps(1)``,
@@ -239,7 +241,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "constructor's, 1.0)")
     parser.add_argument("--size", type=_integer, default=None, metavar="PIXELS",
                         help="square input side (default: the architecture's, 224 for MobileNetV2)")
-    parser.add_argument("--resize", choices=("whole", "centre_crop"), default="whole",
+    parser.add_argument("--resize", choices=RESIZE_POLICIES, default="whole",
                         help="how a photo becomes the square input: 'whole' resizes the whole photo (default, "
                              "the report's); 'centre_crop' keeps its central square after resizing the shorter "
                              "side to 256/224 of the input side (ImageNet's standard evaluation); a setting, "

@@ -17,8 +17,8 @@ Per photo (one per class, in a seeded random order so that any prefix is a rando
 Every model pass runs on chunks of exactly ``forward.CHUNK`` images and every random draw is seeded per
 photo, so a photo's row is the same whatever batch it was computed in (``tests/test_study_rows.py`` checks a
 photo alone against its row from a batch of 8), except ``seconds`` and the ``passes_*`` columns: a stage's
-passes are shared equally among the photos of its batch (accounting, not a result). Each row records ``code_sha``, the first 12 digits of
-the SHA-256 of the package's source (``provenance.source_digest``).
+passes are shared equally among the photos of its batch (accounting, not a result). Each row records
+``code_sha``, the first 12 digits of the SHA-256 of the package's source (``provenance.source_digest``).
 """
 from __future__ import annotations
 

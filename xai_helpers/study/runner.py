@@ -148,12 +148,13 @@ def _without_foreign_sanity(options: RunOptions) -> RunOptions:
     """``options`` with no sanity table, said on stderr, when the check cannot run: the model is not
     MobileNetV2 (its randomised layers are MobileNetV2's), or the photos are a folder's (the check loads
     sample photos by class)."""
-    why = (None if not options.sanity_photos else
-           f"its randomised layers are MobileNetV2's, and the model is {options.model.name}"
-           if not options.model.is_default_architecture() else
-           "it runs on the sample photos, and this study's photos are a folder's" if options.images is not None
-           else None)
-    if why is None:
+    if not options.sanity_photos:
+        return options
+    if not options.model.is_default_architecture():
+        why = f"its randomised layers are MobileNetV2's, and the model is {options.model.name}"
+    elif options.images is not None:
+        why = "it runs on the sample photos, and this study's photos are a folder's"
+    else:
         return options
     if options.progress:
         print(f"no sanity table: {why}", file=sys.stderr)

@@ -130,10 +130,9 @@ def settings_from_header(meta: dict[str, str], source: str = "the table") -> Stu
     names = {f.name for f in fields(StudySettings)}
     try:
         recorded = ast.literal_eval(meta["settings"])
-        if not isinstance(recorded, dict):
-            raise ValueError
-        recorded = {**{k: v for k, v in ADDED_LATER.items() if k not in recorded}, **recorded}
-        if set(recorded) != names:
+        if isinstance(recorded, dict):
+            recorded = {**ADDED_LATER, **recorded}   # (what the header records wins)
+        if not isinstance(recorded, dict) or set(recorded) != names:
             raise ValueError
         settings = StudySettings(**recorded)
     except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
