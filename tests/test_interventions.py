@@ -16,6 +16,7 @@ from xai_helpers.methods.integrated_gradients import (
 )
 
 LINEAR_SHAPE = (8, 8, 3)
+CAM_SHAPE = (4, 4, 3)
 
 
 @pytest.fixture
@@ -85,6 +86,43 @@ def test_attack_attribution_of_a_linear_margin_is_the_weight_difference_times_th
     expected = (linear.W[:, 1] - linear.W[:, 3]).reshape(LINEAR_SHAPE) * (adv - x)
     np.testing.assert_allclose(result.attributions, expected, atol=1e-5)
     assert result.contrast_class == 3 and result.target == "margin"
+
+
+def test_attack_attributions_of_a_batch_are_each_pair_s_own_bit_for_bit(cam_net):
+    # The ReLU makes the path nonlinear, so the pairs refine to different step counts (17 to 65 nodes)
+    # while their path points share chunks.
+    rng = np.random.default_rng(2)
+    xs = rng.uniform(-1, 1, (5, *CAM_SHAPE)).astype(np.float32)
+    advs = np.clip(xs + rng.choice([-1, 1], xs.shape) * rng.uniform(0.05, 1.5, (5, 1, 1, 1)), -1, 1)
+    classes, contrasts = [0, 1, 0, 1, 0], [1, 0, 2, 2, 1]
+    batched = iv.attack_attributions(cam_net.model, xs, advs.astype(np.float32), classes, contrasts)
+    assert len({r.steps for r in batched}) == 3
+    for x, adv, c, k, result in zip(xs, advs, classes, contrasts, batched):
+        alone = iv.attack_attribution(cam_net.model, x, adv, c, contrast_class=k)
+        np.testing.assert_array_equal(result.attributions, alone.attributions)
+        assert (result.steps, result.f_x, result.f_baseline) == (alone.steps, alone.f_x, alone.f_baseline)
+
+
+def test_a_batched_call_counts_nothing_inside_uncounted_and_its_passes_as_recorded(linear, pair):
+    from xai_helpers.classifier import passes
+
+    x, adv = pair
+    with passes.counting() as tally, passes.stage("attack_attribution", ["a", "b"]):
+        with passes.uncounted():
+            results = iv.attack_attributions(linear.model, np.stack([x, x]), np.stack([adv, adv]), [0, 1])
+        for photo, result in zip("ab", results):
+            with passes.stage("attack_attribution", [photo]):
+                passes.record(forward=2, gradient=result.steps)
+    assert tally.per_photo["a"]["attack_attribution"] == {"forward": 2, "gradient": 17}
+    assert tally.per_photo["b"]["attack_attribution"] == {"forward": 2, "gradient": 17}
+    assert not tally.unassigned
+
+
+def test_attack_attributions_rejects_pairs_of_different_shapes(linear, pair, one_sentence):
+    x, adv = pair
+    with pytest.raises(ValueError) as excinfo:
+        iv.attack_attributions(linear.model, x[None], np.stack([adv, adv]), [0])
+    one_sentence(excinfo, "xs and advs")
 
 
 def test_margin_ig_sums_to_the_margin_change_on_a_nonlinear_path(linear, linear_x):

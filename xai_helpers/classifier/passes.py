@@ -89,6 +89,18 @@ def stage(name: str, photos: Sequence = ()) -> Iterator[None]:
             tally.seconds[name] += own
 
 
+@contextlib.contextmanager
+def uncounted() -> Iterator[None]:
+    """Count nothing inside: for a batched call whose passes its caller then records photo by photo (where
+    the photos' shares are unequal, e.g. adaptive IG, whose steps differ from image to image)."""
+    held = _active[:]
+    _active.clear()
+    try:
+        yield
+    finally:
+        _active.extend(held)
+
+
 def record(forward: int = 0, gradient: int = 0) -> None:
     """Add ``forward`` images sent forward only and ``gradient`` images sent forward and back."""
     if not _active or not (forward or gradient):
@@ -105,4 +117,4 @@ def record(forward: int = 0, gradient: int = 0) -> None:
             tally.unassigned[name]["gradient"] += gradient
 
 
-__all__ = ["KINDS", "STAGES", "Tally", "counting", "record", "stage"]
+__all__ = ["KINDS", "STAGES", "Tally", "counting", "record", "stage", "uncounted"]

@@ -103,10 +103,23 @@ def effect_shares(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, clas
     x, adv = _check_pair(model, x, adv)
     masks = np.asarray(masks)
     masks = masks[None] if masks.ndim == 2 else masks
-    f_x, f_adv = scores(model, np.stack([x, adv]), class_index, contrast_class)
-    if f_adv == f_x:
+    f_x, f_adv, f_restricted = _scored(model, x, adv, masks, class_index, contrast_class)
+    return (f_restricted - f_x) / (f_adv - f_x)
+
+
+def _scored(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, class_index: int,
+            contrast_class: int | None) -> tuple[float, float, np.ndarray]:
+    """Return F(x), F(adv) and F of each ``restrict(x, adv, mask)``: the two ends take free places of the
+    first chunk (a pass costs ``CHUNK`` images whatever it holds), the restricted images are made chunk by
+    chunk (memory does not grow with the masks). Raises if the attack leaves F unchanged."""
+    first = CHUNK - 2
+    head = [np.stack([x, adv])] + ([restrict(x, adv, masks[:first])] if len(masks) else [])
+    f = np.concatenate([scores(model, np.concatenate(head), class_index, contrast_class)] +
+                       [scores(model, restrict(x, adv, masks[i:i + CHUNK]), class_index, contrast_class)
+                        for i in range(first, len(masks), CHUNK)])
+    if f[1] == f[0]:
         raise ValueError("The adversarial image leaves the score unchanged, so there is no effect to share.")
-    return (scores(model, restrict(x, adv, masks), class_index, contrast_class) - f_x) / (f_adv - f_x)
+    return float(f[0]), float(f[1]), f[2:]
 
 
 # long: IG's keyword options and the attribution's (which logit, the margin's contrast class)
@@ -127,11 +140,28 @@ def attack_attribution(model, x: np.ndarray, adv: np.ndarray, class_index: int,
     target = "logits" if contrast_class is None else "margin"
     contrast = None if contrast_class is None else [contrast_class]
     if steps is None:
-        return adaptive_integrated_gradients_batch(model, adv[None], [class_index], target, baseline=x[None],
-                                                   tolerance=tolerance, max_steps=max_steps,
-                                                   contrast_classes=contrast)[0]
+        return attack_attributions(model, x[None], adv[None], [class_index], contrast, tolerance, max_steps)[0]
     return integrated_gradients_batch(model, adv[None], [class_index], target, baseline=x[None], steps=steps,
                                       method=method, contrast_classes=contrast)[0]
+
+
+# long: the pairs, their classes and contrast classes, and the adaptive rule's tolerance and largest step count
+def attack_attributions(model, xs: np.ndarray, advs: np.ndarray, class_indices: Sequence[int],
+                        contrast_classes: Sequence[int] | None = None, tolerance: float = ADAPTIVE_TOLERANCE,
+                        max_steps: int = ADAPTIVE_MAX_STEPS) -> list[IGResult]:
+    """Return the adaptive ``attack_attribution`` of several (clean, adversarial) pairs in one batched call.
+
+    Every pair gets the numbers it gets alone (each image is refined on its own; the path points of all
+    pairs share full chunks of the model's passes, so fewer of them are padding).
+    """
+    xs, advs = np.asarray(xs), np.asarray(advs)
+    if xs.shape != advs.shape or xs.ndim != 4:
+        raise ValueError(f"xs and advs must be batches (N, H, W, C) of one shape, got {xs.shape} and {advs.shape}.")
+    pairs = [_check_pair(model, x, adv) for x, adv in zip(xs, advs)]
+    target = "logits" if contrast_classes is None else "margin"
+    return adaptive_integrated_gradients_batch(model, np.stack([a for _, a in pairs]), list(class_indices), target,
+                                               baseline=np.stack([x for x, _ in pairs]), tolerance=tolerance,
+                                               max_steps=max_steps, contrast_classes=contrast_classes)
 
 
 def signed_map(attributions: np.ndarray) -> np.ndarray:
@@ -251,20 +281,17 @@ def perturbation_curves(model, x: np.ndarray, adv: np.ndarray, saliencies: Mappi
     for name, m in maps.items():
         if m.shape != x.shape[:2]:
             raise ValueError(f"map {name!r} must have the image's shape {x.shape[:2]}, got {m.shape}.")
-    f_x, f_adv = scores(model, np.stack([x, adv]), class_index, contrast_class)
-    if f_adv == f_x:
-        raise ValueError("The adversarial image leaves the score unchanged, so there is no effect to share.")
     inner = (fractions > 0.0) & (fractions < 1.0)
     shares = np.zeros((len(maps) + n_random, len(fractions)))
     shares[:, fractions >= 1.0] = 1.0
+    masks = np.zeros((0, *x.shape[:2]), np.float32)
     if inner.any():
         masks = [_top_masks(m, fractions[inner]) for m in maps.values()]
         # (a random order is one permutation per draw whatever the fractions: the same seed, the same orders)
         masks.append(_nested_random_masks(x.shape[:2], fractions[inner], n_random, seed).reshape(-1, *x.shape[:2]))
-        all_masks = np.concatenate(masks)
-        # Restricted images are made chunk by chunk, so that memory does not grow with maps x fractions.
-        f_restricted = np.concatenate([scores(model, restrict(x, adv, all_masks[i:i + CHUNK]), class_index,
-                                              contrast_class) for i in range(0, len(all_masks), CHUNK)])
+        masks = np.concatenate(masks)
+    f_x, f_adv, f_restricted = _scored(model, x, adv, masks, class_index, contrast_class)
+    if inner.any():
         shares[:, inner] = ((f_restricted - f_x) / (f_adv - f_x)).reshape(len(shares), -1)
     random_shares = shares[len(maps):]
     return {name: PerturbationCurve(fractions, shares[i], random_shares, float(f_x), float(f_adv))
@@ -318,6 +345,6 @@ def random_placements(mask: np.ndarray, n: int, seed: int = SEED, avoid: np.ndar
                      "use a smaller mask or exclusion.")
 
 
-__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_RANDOM_MASKS", "PerturbationCurve", "attack_attribution", "curve_area",
-           "effect_shares", "perturbation_curve", "perturbation_curves", "random_masks", "random_placements",
-           "restrict", "scores", "signed_map"]
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_RANDOM_MASKS", "PerturbationCurve", "attack_attribution",
+           "attack_attributions", "curve_area", "effect_shares", "perturbation_curve", "perturbation_curves",
+           "random_masks", "random_placements", "restrict", "scores", "signed_map"]

@@ -158,21 +158,25 @@ class Intervention:
 def intervene(model, x: np.ndarray, adv: np.ndarray, true_class: int, adv_class: int,
               maps: Mapping[str, np.ndarray], fractions: Sequence[float] = (DEFAULT_TOP_FRACTION,),
               n_random: int = DEFAULT_RANDOM_MASKS, seed: int | Sequence[int] = 0,
-              top_fraction: float = DEFAULT_TOP_FRACTION) -> Intervention:
+              top_fraction: float = DEFAULT_TOP_FRACTION,
+              attributions: tuple[IGResult, IGResult] | None = None) -> Intervention:
     """Return the attack attribution and the perturbation curves of ``maps`` for one attacked photo.
 
     The attribution (``interventions.attack_attribution``, adaptive to 1% completeness) explains the true
     class's logit; that of the margin ranks pixels by their push in the attack's direction, joining ``maps``
     as ``"attack"``.
     Curves use the margin ``z_true - z_adv`` at ``fractions`` (``top_fraction`` is added), with
-    ``n_random`` random pixel orders seeded by ``seed`` as the chance level.
+    ``n_random`` random pixel orders seeded by ``seed`` as the chance level. ``attributions``: the two
+    attributions (true logit, margin), when a caller computed them already for a batch of photos.
     """
     if true_class == adv_class:
         raise ValueError("The attack did not change the label, so there is no margin change to intervene on.")
-    with passes.stage("attack_attribution"):
-        attribution = attack_attribution(model, x, adv, true_class)
-        # The curves measure the margin, so the attack's own ranking comes from the margin's attribution.
-        margin_attribution = attack_attribution(model, x, adv, true_class, contrast_class=adv_class)
+    if attributions is None:
+        with passes.stage("attack_attribution"):
+            # The curves measure the margin, so the attack's own ranking comes from the margin's attribution.
+            attributions = (attack_attribution(model, x, adv, true_class),
+                            attack_attribution(model, x, adv, true_class, contrast_class=adv_class))
+    attribution, margin_attribution = attributions
     signed = signed_map(attribution.attributions)
     top_share = float(signed[top_mask(np.sign(signed.sum()) * signed, top_fraction)].sum() / signed.sum())
     margin_signed = signed_map(margin_attribution.attributions)

@@ -24,7 +24,7 @@ from xai_helpers.classifier import passes
 from xai_helpers.methods.compare import compare_maps, top_mask
 from xai_helpers.methods.controls import moved_copies
 from xai_helpers.methods.gradients import FIRST_ORDER, first_order_maps
-from xai_helpers.methods.interventions import effect_shares, signed_map
+from xai_helpers.methods.interventions import attack_attributions, effect_shares, signed_map
 from xai_helpers.methods.location import coarsen, share_inside
 from xai_helpers.methods.sufficiency import region_verdicts, smallest_flipping_fractions
 from xai_helpers.study import columns as col
@@ -58,11 +58,26 @@ def causal_columns(batch: ExplainedBatch, a: str, controls: dict) -> None:
     with passes.stage("first_order", [batch.keys[i] for i in fooled]):
         first = first_order_maps(batch.model, batch.xs[fooled], [batch.truth[i] for i in fooled],
                                  [batch.adv_cls[a][i] for i in fooled], seeds, settings.smoothgrad_samples)
+    attributions = _attack_attributions(batch, a, fooled)
     towards = {}
     for j, i in enumerate(fooled):
         towards[i] = _photo_columns(batch, a, i, controls, {name: first[name][j] for name in FIRST_ORDER},
-                                    seeds[j])
+                                    seeds[j], attributions[j])
     _flip_columns(batch, a, fooled, towards)
+
+
+def _attack_attributions(batch: ExplainedBatch, a: str, fooled: list[int]) -> list[tuple]:
+    """Each fooled photo's attack attributions (true logit, margin), computed for all of them at once: the
+    numbers each photo gets alone, in fuller chunks; the passes recorded photo by photo, as each cost."""
+    xs, advs, truth = batch.xs[fooled], batch.attacked[a][fooled], [batch.truth[i] for i in fooled]
+    with passes.stage("attack_attribution", [batch.keys[i] for i in fooled]):
+        with passes.uncounted():
+            logit = attack_attributions(batch.model, xs, advs, truth)
+            margin = attack_attributions(batch.model, xs, advs, truth, [batch.adv_cls[a][i] for i in fooled])
+        for i, one, other in zip(fooled, logit, margin):
+            with passes.stage("attack_attribution", [batch.keys[i]]):
+                passes.record(forward=4, gradient=one.steps + other.steps)
+    return list(zip(logit, margin))
 
 
 def _rankings(batch: ExplainedBatch, a: str, i: int, controls: dict) -> dict[str, np.ndarray]:
@@ -79,16 +94,17 @@ def _rankings(batch: ExplainedBatch, a: str, i: int, controls: dict) -> dict[str
     return ranked
 
 
-# long: one photo's whole causal analysis for one attack: its maps, the first-order maps and its seed
+# long: one photo's whole causal analysis for one attack: its maps, the first-order maps, its seed, its attributions
 def _photo_columns(batch: ExplainedBatch, a: str, i: int, controls: dict, first: dict[str, np.ndarray],
-                   seed: list) -> np.ndarray:
+                   seed: list, attributions: tuple) -> np.ndarray:
     """Fill photo ``i``'s columns for attack ``a``; return the attack attribution's ranking (toward the attack)."""
     settings, row, fraction = batch.settings, batch.rows[i], batch.settings.top_fraction
     x, adv, truth, adv_class = batch.xs[i], batch.attacked[a][i], batch.truth[i], batch.adv_cls[a][i]
     ranked = {**_rankings(batch, a, i, controls), **first}
     with passes.stage("interventions", [batch.keys[i]]):
         result = intervene(batch.model, x, adv, truth, adv_class, ranked, fractions=(fraction,),
-                           n_random=settings.intervention_random_masks, seed=seed, top_fraction=fraction)
+                           n_random=settings.intervention_random_masks, seed=seed, top_fraction=fraction,
+                           attributions=attributions)
     attribution, margin = result.attribution, result.margin_attribution
     row.update({col.attacked(a, "attack_change"): attribution.f_x - attribution.f_baseline,
                 col.attacked(a, "attack_top_share"): result.attribution_top_share,
