@@ -103,19 +103,33 @@ def test_attack_attributions_of_a_batch_are_each_pair_s_own_bit_for_bit(cam_net)
         assert (result.steps, result.f_x, result.f_baseline) == (alone.steps, alone.f_x, alone.f_baseline)
 
 
-def test_a_batched_call_counts_nothing_inside_uncounted_and_its_passes_as_recorded(linear, pair):
+def test_a_batched_call_records_each_image_s_passes_against_its_own_photo(cam_net):
+    # Pairs that refine to different step counts: each photo of the stage gets its own image's passes,
+    # not the batch's average; a stage naming fewer photos than images splits the sums equally.
     from xai_helpers.classifier import passes
 
-    x, adv = pair
-    with passes.counting() as tally, passes.stage("attack_attribution", ["a", "b"]):
-        with passes.uncounted():
-            results = iv.attack_attributions(linear.model, np.stack([x, x]), np.stack([adv, adv]), [0, 1])
-        for photo, result in zip("ab", results):
-            with passes.stage("attack_attribution", [photo]):
-                passes.record(forward=2, gradient=result.steps)
-    assert tally.per_photo["a"]["attack_attribution"] == {"forward": 2, "gradient": 17}
-    assert tally.per_photo["b"]["attack_attribution"] == {"forward": 2, "gradient": 17}
-    assert not tally.unassigned
+    rng = np.random.default_rng(2)
+    xs = rng.uniform(-1, 1, (5, *CAM_SHAPE)).astype(np.float32)
+    advs = np.clip(xs + rng.choice([-1, 1], xs.shape) * rng.uniform(0.05, 1.5, (5, 1, 1, 1)), -1, 1)
+    args = (cam_net.model, xs, advs.astype(np.float32), [0, 1, 0, 1, 0], [1, 0, 2, 2, 1])
+    with passes.counting() as tally, passes.stage("attack_attribution", list("abcde")):
+        results = iv.attack_attributions(*args)
+    assert len({r.steps for r in results}) == 3
+    for photo, result in zip("abcde", results):
+        assert tally.per_photo[photo]["attack_attribution"] == {"forward": 2, "gradient": result.steps}
+    with passes.counting() as pooled, passes.stage("attack_attribution", ["ab", "cde"]):
+        iv.attack_attributions(*args)
+    share = sum(r.steps for r in results) / 2
+    assert pooled.per_photo["ab"]["attack_attribution"] == {"forward": 5, "gradient": share}
+    assert not tally.unassigned and not pooled.unassigned
+
+
+def test_per_image_passes_need_one_forward_and_one_gradient_count_per_image(one_sentence):
+    from xai_helpers.classifier import passes
+
+    with pytest.raises(ValueError) as excinfo:
+        passes.record_each(forward=[2, 2], gradient=[17])
+    one_sentence(excinfo, "one count per image")
 
 
 def test_attack_attributions_rejects_pairs_of_different_shapes(linear, pair, one_sentence):

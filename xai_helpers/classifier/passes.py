@@ -89,32 +89,41 @@ def stage(name: str, photos: Sequence = ()) -> Iterator[None]:
             tally.seconds[name] += own
 
 
-@contextlib.contextmanager
-def uncounted() -> Iterator[None]:
-    """Count nothing inside: for a batched call whose passes its caller then records photo by photo (where
-    the photos' shares are unequal, e.g. adaptive IG, whose steps differ from image to image)."""
-    held = _active[:]
-    _active.clear()
-    try:
-        yield
-    finally:
-        _active.extend(held)
-
-
 def record(forward: int = 0, gradient: int = 0) -> None:
     """Add ``forward`` images sent forward only and ``gradient`` images sent forward and back."""
     if not _active or not (forward or gradient):
         return
     name, photos = _stages[-1] if _stages else ("classify", ())
     for tally in _active:
-        if photos:
-            for photo in photos:
-                kinds = tally.per_photo[photo][name]
-                kinds["forward"] += forward / len(photos)
-                kinds["gradient"] += gradient / len(photos)
-        else:
-            tally.unassigned[name]["forward"] += forward
-            tally.unassigned[name]["gradient"] += gradient
+        _add(tally, name, photos, forward, gradient)
 
 
-__all__ = ["KINDS", "STAGES", "Tally", "counting", "record", "stage", "uncounted"]
+def record_each(forward: Sequence[float], gradient: Sequence[float]) -> None:
+    """Add passes that differ from image to image of a batch (e.g. adaptive IG's, whose steps do): image
+    ``i``'s go to photo ``i`` of the innermost stage when it names one photo per image; otherwise their
+    sums are split equally among its photos, as ``record`` splits them."""
+    if len(forward) != len(gradient):
+        raise ValueError(f"forward and gradient must give one count per image, got {len(forward)} and "
+                         f"{len(gradient)}.")
+    name, photos = _stages[-1] if _stages else ("classify", ())
+    if len(photos) != len(forward):
+        record(forward=sum(forward), gradient=sum(gradient))
+        return
+    for tally in _active:
+        for photo, f, g in zip(photos, forward, gradient):
+            _add(tally, name, (photo,), f, g)
+
+
+def _add(tally: Tally, name: str, photos: tuple, forward: float, gradient: float) -> None:
+    """Add passes to stage ``name`` of ``tally``, split equally among ``photos`` (none: unassigned)."""
+    if photos:
+        for photo in photos:
+            kinds = tally.per_photo[photo][name]
+            kinds["forward"] += forward / len(photos)
+            kinds["gradient"] += gradient / len(photos)
+    else:
+        tally.unassigned[name]["forward"] += forward
+        tally.unassigned[name]["gradient"] += gradient
+
+
+__all__ = ["KINDS", "STAGES", "Tally", "counting", "record", "record_each", "stage"]

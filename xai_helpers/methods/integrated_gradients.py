@@ -254,7 +254,6 @@ def adaptive_integrated_gradients_batch(model, xs: np.ndarray, class_indices, ta
                                                     contrast_classes)
     integrate = _integrator(model, target).integrate
     alphas, weights = quadrature("trapezoid", start_steps)
-    passes.record(forward=2 * len(xs), gradient=len(xs) * len(alphas))
     attr, f_x, f_base = integrate(xs, baselines, alphas, weights, classes, contrast)
     steps = np.full(len(xs), start_steps)
     intervals = start_steps - 1
@@ -269,13 +268,13 @@ def adaptive_integrated_gradients_batch(model, xs: np.ndarray, class_indices, ta
         if not todo:
             break
         midpoints = (np.arange(intervals) + 0.5) / intervals
-        passes.record(gradient=len(todo) * intervals)
         new = integrate(xs[todo], baselines[todo], midpoints, np.full(intervals, 0.5 / intervals),
                         classes[todo], contrast[todo], ends=False)[0]
         for j, i in enumerate(todo):
             attr[i] = attr[i] / 2 + new[j]
             steps[i] += intervals
         intervals *= 2
+    passes.record_each(forward=[2] * len(xs), gradient=[int(n) for n in steps])  # each image's own cost
     results = _results(attr, f_x, f_base, classes, contrast, target, "trapezoid", 0)
     return [IGResult(r.attributions, r.f_x, r.f_baseline, r.delta, r.class_index, r.target, r.method,
                      int(n), r.contrast_class) for r, n in zip(results, steps)]

@@ -68,15 +68,11 @@ def causal_columns(batch: ExplainedBatch, a: str, controls: dict) -> None:
 
 def _attack_attributions(batch: ExplainedBatch, a: str, fooled: list[int]) -> list[tuple]:
     """Each fooled photo's attack attributions (true logit, margin), computed for all of them at once: the
-    numbers each photo gets alone, in fuller chunks; the passes recorded photo by photo, as each cost."""
+    numbers each photo gets alone, in fuller chunks; each photo's passes recorded as its own."""
     xs, advs, truth = batch.xs[fooled], batch.attacked[a][fooled], [batch.truth[i] for i in fooled]
     with passes.stage("attack_attribution", [batch.keys[i] for i in fooled]):
-        with passes.uncounted():
-            logit = attack_attributions(batch.model, xs, advs, truth)
-            margin = attack_attributions(batch.model, xs, advs, truth, [batch.adv_cls[a][i] for i in fooled])
-        for i, one, other in zip(fooled, logit, margin):
-            with passes.stage("attack_attribution", [batch.keys[i]]):
-                passes.record(forward=4, gradient=one.steps + other.steps)
+        logit = attack_attributions(batch.model, xs, advs, truth)
+        margin = attack_attributions(batch.model, xs, advs, truth, [batch.adv_cls[a][i] for i in fooled])
     return list(zip(logit, margin))
 
 
