@@ -166,3 +166,21 @@ def test_the_preprocessing_check_of_a_table_with_itself_finds_no_difference_on_t
     frame, differ = preprocessing_check({"a": book, "b": half})
     assert differ == [] and frame.iloc[0, 1] == frame.iloc[0, 2] == str(len(half.rows))
     assert list(frame["a"]) == list(frame["b"])
+
+
+def test_the_network_check_keeps_only_the_photos_every_table_classifies_correctly():
+    import dataclasses
+
+    from xai_helpers.chapters.study_tables import load_study
+    from xai_helpers.chapters.where import network_check
+
+    book = load_study("study.csv", sanity=None)
+    book = dataclasses.replace(book, rows=book.rows[:16])
+    wrong = [r["class_index"] for r in book.rows if r["clean_correct"] != 1]
+    assert wrong   # the first 16 photos hold misclassified ones, so the check has something to drop
+    # A second table that misclassifies one more photo: that photo leaves both columns.
+    flipped = [dict(r, clean_correct=0.0) if r["class_index"] == book.correct.class_index.iloc[0] else r
+               for r in book.rows]
+    frame, differ = network_check({"a": book, "b": dataclasses.replace(book, rows=flipped)})
+    assert frame.iloc[0, 1] == frame.iloc[0, 2] == str(16 - len(wrong) - 1)
+    assert not any(f.startswith("top-1") for f in frame.finding) and differ == []

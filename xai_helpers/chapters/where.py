@@ -171,12 +171,27 @@ def preprocessing_check(books: dict[str, StudyBook], attack: str = "fgsm") -> tu
     on the photos they share: accuracy, the attacks' success, the share the attribution's top 10% keeps,
     and where those pixels lie (object and edges, above chance). Returns the table (one column per table,
     ``value [low, high]``) and the findings whose 95% intervals do not overlap between the tables."""
+    return _compared(dict(zip(books, common_photos(*books.values()))), attack)
+
+
+def network_check(books: dict[str, StudyBook], attack: str = "fgsm") -> tuple[pd.DataFrame, list[str]]:
+    """``preprocessing_check``'s findings for tables of different networks, like for like: on the photos
+    every table holds and every network classifies correctly (so accuracy is left out)."""
     shared = dict(zip(books, common_photos(*books.values())))
-    numbers = {name: _headline_numbers(book, attack) for name, book in shared.items()}
-    findings = list(next(iter(numbers.values())))
+    correct = set.intersection(*({int(r["class_index"]) for r in b.rows if r.get("clean_correct") == 1}
+                                 for b in shared.values()))
+    both = {name: dataclasses.replace(b, rows=[r for r in b.rows if int(r["class_index"]) in correct])
+            for name, b in shared.items()}
+    return _compared(both, attack, accuracy=False)
+
+
+def _compared(books: dict[str, StudyBook], attack: str, accuracy: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """The findings of ``_headline_numbers`` per table, side by side, and those whose intervals do not overlap."""
+    numbers = {name: _headline_numbers(book, attack) for name, book in books.items()}
+    findings = [f for f in next(iter(numbers.values())) if accuracy or not f.startswith("top-1")]
     frame = pd.DataFrame({"finding": ["photos", *findings]} |
-                         {name: [f"{len(shared[name].table)}"] + [_interval(v[f], "%" if "(%" in f else "")
-                                                                  for f in findings]
+                         {name: [f"{len(books[name].table)}"] + [_interval(v[f], "%" if "(%" in f else "")
+                                                                 for f in findings]
                           for name, v in numbers.items()})
     differ = [f for f in findings if max(v[f][1] for v in numbers.values()) > min(v[f][2] for v in numbers.values())]
     return frame, differ
@@ -205,4 +220,4 @@ def _interval(centre_low_high, kind: str = "") -> str:
 
 __all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "adversarial_margin", "by_margin", "class_share_controls",
            "common_photos", "first_order", "gradient_overlap", "location", "location_tests", "median_ci",
-           "object_interventions", "preprocessing_check"]
+           "network_check", "object_interventions", "preprocessing_check"]
