@@ -184,3 +184,22 @@ def test_the_network_check_keeps_only_the_photos_every_table_classifies_correctl
     frame, differ = network_check({"a": book, "b": dataclasses.replace(book, rows=flipped)})
     assert frame.iloc[0, 1] == frame.iloc[0, 2] == str(16 - len(wrong) - 1)
     assert not any(f.startswith("top-1") for f in frame.finding) and differ == []
+
+
+def test_the_answer_gives_one_sentence_per_attack_worded_by_each_region_s_verdict():
+    import dataclasses
+
+    from xai_helpers.chapters.study_tables import load_study
+    from xai_helpers.chapters.where import PIXEL_SETS, REGION_WORDS, location, where_answer
+
+    book = load_study("study.csv", sanity=None)
+    book = dataclasses.replace(book, rows=book.rows[:24])
+    answer, places = where_answer(book), location(book)
+    assert list(answer.attack) == list(book.attacks.values())
+    order = ["more than chance", "less than chance", "not told from chance"]
+    for title, sentence in zip(answer.attack, answer["where"]):
+        assert sentence.endswith(".") and sentence[0].isupper()
+        for region, words in REGION_WORDS.items():
+            r = places[(places.attack == title) & (places.pixels == PIXEL_SETS["attack"]) & (places.region == region)]
+            if r.photos.iloc[0]:
+                assert words[order.index(r.verdict.iloc[0])].lower() in sentence.lower()

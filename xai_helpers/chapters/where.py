@@ -105,6 +105,34 @@ def location(book: StudyBook) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+#: How ``where_answer`` words a region's verdict: (more than chance, less than chance, not told from chance).
+REGION_WORDS = {"object": ("more on the object than its area predicts", "less on the object than its area predicts",
+                           "on the object as its area predicts (not told apart)"),
+                "edges": ("more on edges than chance", "less on edges than chance",
+                          "on edges as chance predicts (not told apart)"),
+                "igclean": ("more on the true class's evidence than chance",
+                            "less on the true class's evidence than chance",
+                            "on the true class's evidence as chance predicts (not told apart)")}
+
+
+def where_answer(book: StudyBook) -> pd.DataFrame:
+    """One sentence per attack: where the attack attribution's top 10% of pixels lie (object, edges, the
+    clean photo's IG evidence), each region with its Holm verdict and its mean above chance [95% interval]."""
+    frame = location(book)
+    frame = frame[frame.pixels == PIXEL_SETS["attack"]].set_index(["attack", "region"])
+    verdicts = {"more than chance": 0, "less than chance": 1, "not told from chance": 2}
+    records = []
+    for title in book.attacks.values():
+        parts = []
+        for region, words in REGION_WORDS.items():
+            r = frame.loc[(title, region)]
+            if r.photos:
+                parts.append(f"{words[verdicts[r.verdict]]} "
+                             f"({triple((r['above chance'], r.low, r.high), '+.2f')} above it, {r.photos} photos)")
+        records.append({"attack": title, "where": "; ".join(parts).capitalize() + "."})
+    return pd.DataFrame(records)
+
+
 def object_interventions(book: StudyBook) -> pd.DataFrame:
     """Per attack, on photos with an object mask: the shares kept on the object, on the background and by
     moved copies of the object, and how often each region alone is sufficient or necessary."""
@@ -218,6 +246,6 @@ def _interval(centre_low_high, kind: str = "") -> str:
     return triple(centre_low_high, ".0%" if kind == "%" else "+.2f" if signed else ".2f")
 
 
-__all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "adversarial_margin", "by_margin", "class_share_controls",
+__all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "REGION_WORDS", "adversarial_margin", "by_margin", "class_share_controls",
            "common_photos", "first_order", "gradient_overlap", "location", "location_tests", "median_ci",
-           "network_check", "object_interventions", "preprocessing_check"]
+           "network_check", "object_interventions", "preprocessing_check", "where_answer"]
