@@ -105,14 +105,16 @@ def location(book: StudyBook) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-#: How ``where_answer`` words a region's verdict: (more than chance, less than chance, not told from chance).
-REGION_WORDS = {"object": ("more on the object than its area predicts", "less on the object than its area predicts",
-                           "on the object as its area predicts (not told apart)"),
-                "edges": ("more on edges than chance", "less on edges than chance",
-                          "on edges as chance predicts (not told apart)"),
-                "igclean": ("more on the true class's evidence than chance",
-                            "less on the true class's evidence than chance",
-                            "on the true class's evidence as chance predicts (not told apart)")}
+#: How ``where_answer`` words each region under each verdict of ``location``.
+REGION_WORDS = {"object": {"more than chance": "more on the object than its area predicts",
+                           "less than chance": "less on the object than its area predicts",
+                           "not told from chance": "on the object as its area predicts (not told apart)"},
+                "edges": {"more than chance": "more on edges than chance",
+                          "less than chance": "less on edges than chance",
+                          "not told from chance": "on edges as chance predicts (not told apart)"},
+                "igclean": {"more than chance": "more on the true class's evidence than chance",
+                            "less than chance": "less on the true class's evidence than chance",
+                            "not told from chance": "on the true class's evidence as chance predicts (not told apart)"}}
 
 
 def where_answer(book: StudyBook) -> pd.DataFrame:
@@ -120,14 +122,13 @@ def where_answer(book: StudyBook) -> pd.DataFrame:
     clean photo's IG evidence), each region with its Holm verdict and its mean above chance [95% interval]."""
     frame = location(book)
     frame = frame[frame.pixels == PIXEL_SETS["attack"]].set_index(["attack", "region"])
-    verdicts = {"more than chance": 0, "less than chance": 1, "not told from chance": 2}
     records = []
     for title in book.attacks.values():
         parts = []
         for region, words in REGION_WORDS.items():
             r = frame.loc[(title, region)]
             if r.photos:
-                parts.append(f"{words[verdicts[r.verdict]]} "
+                parts.append(f"{words[r.verdict]} "
                              f"({triple((r['above chance'], r.low, r.high), '+.2f')} above it, {r.photos} photos)")
         records.append({"attack": title, "where": "; ".join(parts).capitalize() + "."})
     return pd.DataFrame(records)
@@ -206,8 +207,7 @@ def network_check(books: dict[str, StudyBook], attack: str = "fgsm") -> tuple[pd
     """``preprocessing_check``'s findings for tables of different networks, like for like: on the photos
     every table holds and every network classifies correctly (so accuracy is left out)."""
     shared = dict(zip(books, common_photos(*books.values())))
-    correct = set.intersection(*({int(r["class_index"]) for r in b.rows if r.get("clean_correct") == 1}
-                                 for b in shared.values()))
+    correct = set.intersection(*(set(b.correct.class_index.astype(int)) for b in shared.values()))
     both = {name: dataclasses.replace(b, rows=[r for r in b.rows if int(r["class_index"]) in correct])
             for name, b in shared.items()}
     return _compared(both, attack, accuracy=False)
@@ -246,6 +246,6 @@ def _interval(centre_low_high, kind: str = "") -> str:
     return triple(centre_low_high, ".0%" if kind == "%" else "+.2f" if signed else ".2f")
 
 
-__all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "REGION_WORDS", "adversarial_margin", "by_margin", "class_share_controls",
-           "common_photos", "first_order", "gradient_overlap", "location", "location_tests", "median_ci",
-           "network_check", "object_interventions", "preprocessing_check", "where_answer"]
+__all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "REGION_WORDS", "adversarial_margin", "by_margin",
+           "class_share_controls", "common_photos", "first_order", "gradient_overlap", "location", "location_tests",
+           "median_ci", "network_check", "object_interventions", "preprocessing_check", "where_answer"]
