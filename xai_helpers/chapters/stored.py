@@ -133,11 +133,6 @@ def package_digest(roots: Sequence[str] | None = None) -> str:
     return digest.hexdigest()
 
 
-def source_digest() -> str:
-    """SHA-256 of the whole package's source (the study's rows record its first 12 digits)."""
-    return package_digest(None)
-
-
 def _chapter_roots() -> list[str]:
     """The package modules imported in this process so far, and those behind ``xai_helpers``'s lazy names."""
     import xai_helpers
@@ -393,4 +388,4 @@ class ChapterStore:
 
 __all__ = ["ARRAY_KINDS", "MAX_ARRAY_BYTES", "MAX_DEPTH", "RESULT_TYPES", "STORE_DIR", "ChapterStore",
            "StoredResultError", "all_modules", "chapter_code", "decode", "encode", "package_digest",
-           "package_imports", "source_digest", "used_modules"]
+           "package_imports", "used_modules"]

@@ -16,21 +16,8 @@ from html import escape
 
 import numpy as np
 
-from xai_helpers.chapters.study_tables import StudyBook, share_ci, triple
+from xai_helpers.chapters.study_tables import StudyBook, column, median_ci, share_ci, triple
 from xai_helpers.study import columns as col
-from xai_helpers.study.summary import bootstrap_ci
-
-
-def _median_ci(values) -> tuple[float, float, float]:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return (float("nan"),) * 3
-    return (float(np.median(values)), *bootstrap_ci(values))
-
-
-def _column(frame, name: str) -> np.ndarray:
-    return frame[name].to_numpy(dtype=np.float64) if name in frame else np.full(len(frame), np.nan)
 
 
 def headline(book: StudyBook) -> dict:
@@ -47,16 +34,16 @@ def headline(book: StudyBook) -> dict:
     for a, title in book.attacks.items():
         fooled = book.fooled[a]
         numbers = {"title": title, "success": (*share_ci(correct[col.attacked(a, "fooled")] == 1), len(fooled)),
-                   "kept_attack": _median_ci(_column(fooled, col.kept(a, "attack"))),
-                   "kept_random": _median_ci(_column(fooled, col.kept(a, "random_median"))),
-                   "kept_moved": _median_ci(_column(fooled, col.kept_moved(a, "attack"))),
-                   "on_edges": _median_ci(_column(fooled, col.located(a, "attack", "edges")))}
-        on_object = _column(fooled, col.located(a, "attack", "object"))
-        area = _column(fooled, "object_share")
+                   "kept_attack": median_ci(column(fooled, col.kept(a, "attack"))),
+                   "kept_random": median_ci(column(fooled, col.kept(a, "random_median"))),
+                   "kept_moved": median_ci(column(fooled, col.kept_moved(a, "attack"))),
+                   "on_edges": median_ci(column(fooled, col.located(a, "attack", "edges")))}
+        on_object = column(fooled, col.located(a, "attack", "object"))
+        area = column(fooled, "object_share")
         has = np.isfinite(on_object) & (area > 0)
-        numbers["object_enrichment"] = (*_median_ci(on_object[has] / area[has]), int(has.sum()))
+        numbers["object_enrichment"] = (*median_ci(on_object[has] / area[has]), int(has.sum()))
         if a == "jf":
-            numbers["levels"] = _median_ci(_column(fooled, col.attacked("jf", "levels")))
+            numbers["levels"] = median_ci(column(fooled, col.attacked("jf", "levels")))
         out["attacks"][a] = numbers
     return out
 

@@ -18,7 +18,7 @@ from xai_helpers.chapters.paths import results_path
 from xai_helpers.classifier.data import sample_photos
 from xai_helpers.study.columns import ATTACK_TITLES
 from xai_helpers.study.settings import StudySettings, settings_from_header
-from xai_helpers.study.summary import proportion_ci
+from xai_helpers.study.summary import bootstrap_ci, proportion_ci
 from xai_helpers.study.table import analysed_rows, read_table
 
 #: The attacks at the study eps, with their names in tables and figures.
@@ -167,4 +167,17 @@ def share_ci(flags) -> tuple[float, float, float]:
     return (float(flags.mean()), *proportion_ci(int(flags.sum()), len(flags)))
 
 
-__all__ = ["ALL_ATTACKS", "ATTACKS", "StudyBook", "interval", "load_study", "share_ci", "triple"]
+def column(frame, name: str) -> np.ndarray:
+    """The column ``name`` of a table's rows as floats; NaN throughout when the table has no such column."""
+    return frame[name].to_numpy(dtype=np.float64) if name in frame else np.full(len(frame), np.nan)
+
+
+def median_ci(values) -> tuple[float, float, float]:
+    """(median, low, high): the median of the finite values and its seeded 95% bootstrap interval."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return (float(np.median(values)), *bootstrap_ci(values)) if len(values) else (float("nan"),) * 3
+
+
+__all__ = ["ALL_ATTACKS", "ATTACKS", "StudyBook", "column", "interval", "load_study", "median_ci", "share_ci",
+           "triple"]

@@ -26,9 +26,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from xai_helpers.chapters.study_tables import StudyBook, share_ci, triple
+from xai_helpers.chapters.study_tables import StudyBook, column, median_ci, share_ci, triple
 from xai_helpers.study import columns as col
-from xai_helpers.study.summary import bootstrap_ci, family_verdicts, paired_difference
+from xai_helpers.study.summary import family_verdicts, paired_difference
 
 #: Rankings compared in ``first_order``, with their names in tables.
 RANKINGS = {"attack": "attack attribution", "attack7": "attribution, 7 x 7", "grad": "vanilla gradient",
@@ -41,17 +41,6 @@ PIXEL_SETS = {"attack": "attribution's top 10%", "flip": "smallest flipping regi
 EDGE_SHARE = 0.10
 
 
-def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return frame[name].to_numpy(dtype=np.float64) if name in frame else np.full(len(frame), np.nan)
-
-
-def median_ci(values) -> tuple[float, float, float]:
-    """(median, low, high): the median of the finite values and its seeded 95% bootstrap interval."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return (float(np.median(values)), *bootstrap_ci(values)) if len(values) else (float("nan"),) * 3
-
-
 def first_order(book: StudyBook) -> pd.DataFrame:
     """Per attack and ranking: the median share kept by its top 10% (with its interval) and the photos."""
     records = []
@@ -59,16 +48,16 @@ def first_order(book: StudyBook) -> pd.DataFrame:
         fooled = book.fooled[a]
         for name, label in {**RANKINGS, "moved": "moved copies of the attribution's top",
                             "random_median": "random pixels"}.items():
-            column = col.kept_moved(a, "attack") if name == "moved" else col.kept(a, name)
-            centre, low, high = median_ci(_values(fooled, column))
+            kept_name = col.kept_moved(a, "attack") if name == "moved" else col.kept(a, name)
+            centre, low, high = median_ci(column(fooled, kept_name))
             records.append({"attack": title, "ranking": label, "kept": centre, "low": low, "high": high,
-                            "photos": int(np.isfinite(_values(fooled, column)).sum())})
+                            "photos": int(np.isfinite(column(fooled, kept_name)).sum())})
     return pd.DataFrame(records)
 
 
 def gradient_overlap(book: StudyBook) -> dict[str, tuple[float, float, float]]:
     """Per attack: the median top-10% IoU of the attack attribution and the vanilla gradient (chance ~0.05)."""
-    return {a: median_ci(_values(book.fooled[a], col.overlap(a, "grad"))) for a in book.attacks}
+    return {a: median_ci(column(book.fooled[a], col.overlap(a, "grad"))) for a in book.attacks}
 
 
 def location_tests(book: StudyBook) -> dict[tuple[str, str, str], dict]:
@@ -77,15 +66,15 @@ def location_tests(book: StudyBook) -> dict[tuple[str, str, str], dict]:
     tests = {}
     for a in book.attacks:
         fooled = book.fooled[a]
-        area = _values(fooled, "object_share")
+        area = column(fooled, "object_share")
         for pixels in PIXEL_SETS:
-            tests[(a, pixels, "edges")] = paired_difference(_values(fooled, col.located(a, pixels, "edges")),
+            tests[(a, pixels, "edges")] = paired_difference(column(fooled, col.located(a, pixels, "edges")),
                                                             np.full(len(fooled), EDGE_SHARE))
-            on_object = _values(fooled, col.located(a, pixels, "object"))
+            on_object = column(fooled, col.located(a, pixels, "object"))
             tests[(a, pixels, "object")] = paired_difference(on_object, np.where(np.isfinite(on_object), area, np.nan))
         for method in ("gc", "ig"):
             tests[(a, "attack", f"{method}clean")] = paired_difference(
-                _values(fooled, col.located(a, "attack", f"{method}clean")), np.full(len(fooled), 0.10))
+                column(fooled, col.located(a, "attack", f"{method}clean")), np.full(len(fooled), 0.10))
     return tests
 
 
@@ -108,29 +97,34 @@ def location(book: StudyBook) -> pd.DataFrame:
 #: How ``where_answer`` words each region under each verdict of ``location``.
 REGION_WORDS = {"object": {"more than chance": "more on the object than its area predicts",
                            "less than chance": "less on the object than its area predicts",
-                           "not told from chance": "on the object as its area predicts (not told apart)"},
+                           "not told from chance": "on the object neither more nor less than its area predicts"},
                 "edges": {"more than chance": "more on edges than chance",
                           "less than chance": "less on edges than chance",
-                          "not told from chance": "on edges as chance predicts (not told apart)"},
+                          "not told from chance": "on edges neither more nor less than chance"},
                 "igclean": {"more than chance": "more on the true class's evidence than chance",
                             "less than chance": "less on the true class's evidence than chance",
-                            "not told from chance": "on the true class's evidence as chance predicts (not told apart)"}}
+                            "not told from chance": "on the true class's evidence neither more nor less than chance"}}
 
 
 def where_answer(book: StudyBook) -> pd.DataFrame:
     """One sentence per attack: where the attack attribution's top 10% of pixels lie (object, edges, the
-    clean photo's IG evidence), each region with its Holm verdict and its mean above chance [95% interval]."""
+    clean photo's IG evidence), each region with its Holm verdict and its mean above chance [95% interval]
+    (``where``), and the verdicts alone, for prose (``verdicts``)."""
     frame = location(book)
     frame = frame[frame.pixels == PIXEL_SETS["attack"]].set_index(["attack", "region"])
     records = []
     for title in book.attacks.values():
-        parts = []
+        parts, verdicts = [], []
         for region, words in REGION_WORDS.items():
             r = frame.loc[(title, region)]
             if r.photos:
+                verdicts.append(words[r.verdict])
                 parts.append(f"{words[r.verdict]} "
-                             f"({triple((r['above chance'], r.low, r.high), '+.2f')} above it, {r.photos} photos)")
-        records.append({"attack": title, "where": "; ".join(parts).capitalize() + "."})
+                             f"({triple((r['above chance'], r.low, r.high), '+.2f')} against chance, {r.photos} photos)")
+        sentence = "; ".join(parts)
+        records.append({"attack": title, "where": sentence[:1].upper() + sentence[1:] + ".",
+                        "verdicts": ", ".join(verdicts[:-1]) + " and " + verdicts[-1] if len(verdicts) > 1
+                        else "".join(verdicts)})
     return pd.DataFrame(records)
 
 
@@ -140,15 +134,15 @@ def object_interventions(book: StudyBook) -> pd.DataFrame:
     records = []
     for a, title in book.attacks.items():
         fooled = book.fooled[a]
-        has = fooled[np.isfinite(_values(fooled, col.kept(a, "object")))]
+        has = fooled[np.isfinite(column(fooled, col.kept(a, "object")))]
         if not len(has):
             continue
-        record = {"attack": title, "photos": len(has), "object area": float(np.median(_values(has, "object_share")))}
+        record = {"attack": title, "photos": len(has), "object area": float(np.median(column(has, "object_share")))}
         for region in ("object", "background"):
-            record[f"kept: {region}"] = median_ci(_values(has, col.kept(a, region)))[0]
-            record[f"sufficient: {region}"] = share_ci(_values(has, col.verdict(a, "sufficient", region)) == 1)[0]
-            record[f"necessary: {region}"] = share_ci(_values(has, col.verdict(a, "necessary", region)) == 1)[0]
-        record["kept: moved object"] = median_ci(_values(has, col.kept_moved(a, "object")))[0]
+            record[f"kept: {region}"] = median_ci(column(has, col.kept(a, region)))[0]
+            record[f"sufficient: {region}"] = share_ci(column(has, col.verdict(a, "sufficient", region)) == 1)[0]
+            record[f"necessary: {region}"] = share_ci(column(has, col.verdict(a, "necessary", region)) == 1)[0]
+        record["kept: moved object"] = median_ci(column(has, col.kept_moved(a, "object")))[0]
         records.append(record)
     columns = ["attack", "photos", "object area"] + [f"{k}: {r}" for r in ("object", "background")
                                                      for k in ("kept", "sufficient", "necessary")]
@@ -158,7 +152,7 @@ def object_interventions(book: StudyBook) -> pd.DataFrame:
 def adversarial_margin(book: StudyBook, a: str) -> np.ndarray:
     """Each fooled photo's overshoot, ``log(p_adv / p_true)`` of attack ``a``'s image."""
     fooled = book.fooled[a]
-    return np.log(_values(fooled, col.attacked(a, "p_top1")) / _values(fooled, col.attacked(a, "p_true")))
+    return np.log(column(fooled, col.attacked(a, "p_top1")) / column(fooled, col.attacked(a, "p_true")))
 
 
 def by_margin(book: StudyBook, a: str, ranking: str = "attack") -> pd.DataFrame:
@@ -171,9 +165,9 @@ def by_margin(book: StudyBook, a: str, ranking: str = "attack") -> pd.DataFrame:
         inside = (margin >= edges[q]) & ((margin <= edges[q + 1]) if q == 3 else (margin < edges[q + 1]))
         part = fooled[inside]
         records.append({"quartile": q + 1, "margin from": edges[q], "to": edges[q + 1], "photos": len(part),
-                        "sufficient": float((_values(part, col.verdict(a, "sufficient", ranking)) == 1).mean())
+                        "sufficient": float((column(part, col.verdict(a, "sufficient", ranking)) == 1).mean())
                         if len(part) else float("nan"),
-                        "necessary": float((_values(part, col.verdict(a, "necessary", ranking)) == 1).mean())
+                        "necessary": float((column(part, col.verdict(a, "necessary", ranking)) == 1).mean())
                         if len(part) else float("nan")})
     return pd.DataFrame(records)
 
@@ -182,10 +176,10 @@ def class_share_controls(book: StudyBook, method: str = "gc") -> dict[str, tuple
     """How much overlap with the photo's map a map of the *photo itself* loses when it explains another class:
     the adversarial class (per attack), the runner-up class and a seeded random class; median 1 - IoU."""
     correct = book.correct
-    out = {name: median_ci(1 - _values(correct, col.compared(method, pair, "top_iou")))
+    out = {name: median_ci(1 - column(correct, col.compared(method, pair, "top_iou")))
            for name, pair in (("runner-up class", "cleanrunnerup"), ("random class", "cleanrandom"))}
     for a, title in book.attacks.items():
-        out[f"{title}'s class"] = median_ci(1 - _values(book.fooled[a], col.compared(method, f"clean{a}", "top_iou")))
+        out[f"{title}'s class"] = median_ci(1 - column(book.fooled[a], col.compared(method, f"clean{a}", "top_iou")))
     return out
 
 
@@ -231,7 +225,7 @@ def _headline_numbers(book: StudyBook, attack: str) -> dict[str, tuple[float, fl
     return {"top-1 accuracy (%)": share_ci(book.table.clean_correct == 1),
             **{f"{title} fools (% of the correct)": share_ci(book.correct[f"{a}_fooled"] == 1)
                for a, title in book.attacks.items() if a in ("fgsm", "pgd", "jf")},
-            "attribution's top 10% keeps": median_ci(_values(book.fooled[attack], col.kept(attack, "attack"))),
+            "attribution's top 10% keeps": median_ci(column(book.fooled[attack], col.kept(attack, "attack"))),
             "its share on the object, above the object's area": _mean_ci(tests[(attack, "attack", "object")]),
             "its share on edges, above their 10%": _mean_ci(tests[(attack, "attack", "edges")])}
 
@@ -248,4 +242,4 @@ def _interval(centre_low_high, kind: str = "") -> str:
 
 __all__ = ["EDGE_SHARE", "PIXEL_SETS", "RANKINGS", "REGION_WORDS", "adversarial_margin", "by_margin",
            "class_share_controls", "common_photos", "first_order", "gradient_overlap", "location", "location_tests",
-           "median_ci", "network_check", "object_interventions", "preprocessing_check", "where_answer"]
+           "network_check", "object_interventions", "preprocessing_check", "where_answer"]
