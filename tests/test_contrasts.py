@@ -6,7 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from xai_helpers.chapters.contrasts import class_or_perturbation, gradcam_controls, gradient_share, object_controls
+from xai_helpers.chapters.contrasts import (
+    class_or_perturbation,
+    gradcam_controls,
+    gradient_share,
+    object_controls,
+    target_swap,
+)
 from xai_helpers.chapters.study_tables import load_study
 from xai_helpers.study import columns as col
 
@@ -71,3 +77,14 @@ def test_the_class_alone_moving_the_map_as_far_as_the_attack_reads_as_the_class_
     still = _with(table, **{col.compared("gc", "cleanfgsm", "top_iou"): lambda r: 1.0})
     alone = class_or_perturbation(still)
     assert alone["share"] == 0.0 and alone["words"] == "further than" and "0%" in alone["sentence"]
+
+
+@pytest.mark.parametrize(("shift", "changes"), [(0.2, "IG"), (-0.2, "Grad-CAM"), (0.0, "neither")])
+def test_the_explainer_whose_maps_agree_less_across_targets_is_the_one_that_changes_more(table, shift, changes):
+    noise = np.random.default_rng(1)
+    book = _with(table, clean_ig_softmax_vs_logit_spearman=lambda r: float(noise.uniform(0.3, 0.7)),
+                 clean_gc_logit_vs_softmax_spearman=lambda r: r["clean_ig_softmax_vs_logit_spearman"]
+                 + shift * float(noise.uniform(0.5, 1.5)))
+    swap = target_swap(book)
+    assert swap["words"] == changes and swap["n"] == len(book.correct)
+    assert ("more than Grad-CAM" in swap["sentence"]) == (changes == "IG")
