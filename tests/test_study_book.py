@@ -40,6 +40,12 @@ def test_interval_and_share_formatting():
         study_book.share_ci(np.array([], dtype=bool))
 
 
+def test_median_reads_only_finite_values_and_agrees_with_median_ci():
+    values = [3.0, np.nan, 1.0, np.inf, 2.0]
+    assert study_book.median(values) == 2.0 == study_book.median_ci(values)[0]
+    assert np.isnan(study_book.median([np.nan, np.nan]))
+
+
 def test_a_table_given_by_path_is_read_from_there(tmp_path, book):
     from xai_helpers.chapters.paths import results_path
 

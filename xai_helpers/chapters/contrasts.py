@@ -8,7 +8,7 @@ ratio, its 95% bootstrap interval; each docstring names its family.
 """
 from __future__ import annotations
 
-from xai_helpers.chapters.study_tables import StudyBook, column, median_ci
+from xai_helpers.chapters.study_tables import StudyBook, column, median
 from xai_helpers.study import columns as col
 from xai_helpers.study.summary import corrected_verdict, family_verdicts, paired_difference
 
@@ -28,9 +28,9 @@ def gradient_share(book: StudyBook, attack: str = "fgsm") -> dict[str, float]:
     that IoU over chance's, ``f / (2 - f)`` for two random sets of a share f of the pixels. No test: numbers.
     """
     fooled, f = book.fooled[attack], book.settings.top_fraction
-    kept_attack = median_ci(column(fooled, col.kept(attack, "attack")))[0]
-    kept_grad = median_ci(column(fooled, col.kept(attack, "grad")))[0]
-    iou = median_ci(column(fooled, col.overlap(attack, "grad")))[0]
+    kept_attack = median(column(fooled, col.kept(attack, "attack")))
+    kept_grad = median(column(fooled, col.kept(attack, "grad")))
+    iou = median(column(fooled, col.overlap(attack, "grad")))
     return {"kept_attack": kept_attack, "kept_grad": kept_grad, "ratio": kept_grad / kept_attack,
             "iou": iou, "iou_chance": f / (2 - f), "iou_times": iou / (f / (2 - f))}
 

@@ -172,12 +172,22 @@ def column(frame, name: str) -> np.ndarray:
     return frame[name].to_numpy(dtype=np.float64) if name in frame else np.full(len(frame), np.nan)
 
 
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def median(values) -> float:
+    """The median of the finite values; NaN when there are none (no interval: see ``median_ci``)."""
+    values = _finite(values)
+    return float(np.median(values)) if len(values) else float("nan")
+
+
 def median_ci(values) -> tuple[float, float, float]:
     """(median, low, high): the median of the finite values and its seeded 95% bootstrap interval."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return (float(np.median(values)), *bootstrap_ci(values)) if len(values) else (float("nan"),) * 3
+    values = _finite(values)
+    return (median(values), *bootstrap_ci(values)) if len(values) else (float("nan"),) * 3
 
 
-__all__ = ["ALL_ATTACKS", "ATTACKS", "StudyBook", "column", "interval", "load_study", "median_ci", "share_ci",
+__all__ = ["ALL_ATTACKS", "ATTACKS", "StudyBook", "column", "interval", "load_study", "median", "median_ci", "share_ci",
            "triple"]

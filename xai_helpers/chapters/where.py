@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from xai_helpers.chapters.study_tables import StudyBook, column, median_ci, share_ci, triple
+from xai_helpers.chapters.study_tables import StudyBook, column, median, median_ci, share_ci, triple
 from xai_helpers.study import columns as col
 from xai_helpers.study.summary import family_verdicts, paired_difference
 
@@ -139,10 +139,10 @@ def object_interventions(book: StudyBook) -> pd.DataFrame:
             continue
         record = {"attack": title, "photos": len(has), "object area": float(np.median(column(has, "object_share")))}
         for region in ("object", "background"):
-            record[f"kept: {region}"] = median_ci(column(has, col.kept(a, region)))[0]
+            record[f"kept: {region}"] = median(column(has, col.kept(a, region)))
             record[f"sufficient: {region}"] = share_ci(column(has, col.verdict(a, "sufficient", region)) == 1)[0]
             record[f"necessary: {region}"] = share_ci(column(has, col.verdict(a, "necessary", region)) == 1)[0]
-        record["kept: moved object"] = median_ci(column(has, col.kept_moved(a, "object")))[0]
+        record["kept: moved object"] = median(column(has, col.kept_moved(a, "object")))
         records.append(record)
     columns = ["attack", "photos", "object area"] + [f"{k}: {r}" for r in ("object", "background")
                                                      for k in ("kept", "sufficient", "necessary")]
