@@ -196,6 +196,13 @@ for (const el of document.querySelectorAll('article *')) {
   }
   if (!scrolls) wide.push(el.tagName + '.' + el.className + ': ' + Math.round(box.right) + ' px');
 }
+// a table's caption is prose: it wraps inside the box the table scrolls in, never scrolls with the table
+for (const caption of document.querySelectorAll('article table caption')) {
+  const box = caption.closest('table').parentElement.getBoundingClientRect();
+  const right = caption.getBoundingClientRect().right;
+  if (right > Math.min(box.right, width) + 1) wide.push('caption "' + caption.textContent.slice(0, 40) + '": ' +
+    Math.round(right) + ' px in a box ending at ' + Math.round(box.right) + ' px');
+}
 return {page: document.documentElement.scrollWidth, width: width, wide: wide.slice(0, 5)};
 """
 
