@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import xai_helpers as xh
-from xai_helpers.methods.compare import center_of_mass, mass_fraction, top_mask
+from xai_helpers.methods.compare import average_ranks, center_of_mass, mass_fraction, spearman, top_mask
 
 
 def _blob(center: tuple[float, float], shape=(64, 64), sigma: float = 3.0) -> np.ndarray:
@@ -175,3 +176,21 @@ def test_compare_maps_rejects_one_dimensional_input(one_sentence):
     with pytest.raises(ValueError) as excinfo:
         xh.compare_maps(np.ones(16), np.ones(16))
     one_sentence(excinfo, "2-D")
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "float32"])
+def test_spearman_is_scipy_s_bit_for_bit(kind):
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        a = rng.normal(size=224 * 224)
+        b = a + rng.normal(size=a.size)
+        if kind == "ties":   # a Grad-CAM-like map: many zeros, and coarse values
+            a, b = np.maximum(a, 0.0), np.round(b, 1)
+        if kind == "float32":
+            a, b = a.astype(np.float32), b.astype(np.float32)
+        assert np.array_equal(average_ranks(a), stats.rankdata(a))
+        assert spearman(a, b) == float(stats.spearmanr(a, b).statistic)
+
+
+def test_average_ranks_share_the_mean_position_among_ties():
+    assert average_ranks(np.array([3.0, 1.0, 3.0, 2.0, 3.0])).tolist() == [4.0, 1.0, 4.0, 2.0, 4.0]

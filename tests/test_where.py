@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import xai_helpers as xh
+from xai_helpers.classifier.checks import check_images
 from xai_helpers.classifier.data import keras_home, load_image, sample_image
 from xai_helpers.classifier.pascal import IMAGENET_TO_PASCAL, PASCAL_CATEGORIES, pascal_category
 from xai_helpers.methods.attacks import fgsm, pgd_batch, pixels_to_eps
 from xai_helpers.methods.compare import top_mask
-from xai_helpers.methods.gradients import first_order_maps, margin_gradients
+from xai_helpers.methods.gradients import SMOOTHGRAD_SIGMA, first_order_maps, margin_gradients
 from xai_helpers.methods.interventions import attack_attribution, signed_map
 from xai_helpers.methods.just_flipping import just_flipping, smallest_budget
 from xai_helpers.methods.location import coarsen, edge_mask, share_inside
@@ -47,6 +48,37 @@ def test_margin_gradients_are_the_difference_of_the_two_classes_weights(two_clas
     x = np.zeros((1, 8, 8, 3), np.float32)
     g = margin_gradients(two_class_linear, x, [0], [1])[0]
     np.testing.assert_allclose(g.ravel(), w[:, 0] - w[:, 1], rtol=1e-5, atol=1e-7)
+
+
+def test_smoothgrad_s_noisy_copies_are_each_photo_s_own_seeded_draw_whatever_the_batch(two_class_linear):
+    xs = np.random.default_rng(1).uniform(-0.9, 0.9, (3, 8, 8, 3)).astype(np.float32)
+    seeds = [[0, i, 2] for i in range(3)]
+    together = first_order_maps(two_class_linear, xs, [0] * 3, [1] * 3, seeds=seeds, samples=4)["smoothgrad"]
+    for i in range(3):
+        alone = first_order_maps(two_class_linear, xs[i:i + 1], [0], [1], seeds=seeds[i:i + 1], samples=4)
+        assert np.array_equal(alone["smoothgrad"][0], together[i])
+    # the documented draw: x + sigma * N(0, 1) from the photo's seed and 13, clipped to the input range
+    noise = np.random.default_rng([0, 1, 2, 13]).standard_normal((4, 8, 8, 3), dtype=np.float32)
+    copies = np.clip(xs[1][None] + np.float32(SMOOTHGRAD_SIGMA) * noise, -1.0, 1.0)
+    expected = np.abs(margin_gradients(two_class_linear, copies, [0] * 4, [1] * 4)).sum(axis=-1).mean(axis=0)
+    np.testing.assert_array_equal(together[1], expected)
+
+
+def test_a_batch_of_images_is_checked_as_each_image_alone():
+    good = np.zeros((2, 8, 8, 3), np.float32)
+    assert check_images(good, (8, 8, 3)) is good   # read, not copied
+    assert check_images(good.astype(np.float64), (8, 8, 3)).dtype == np.float32
+    bad = good.copy()
+    bad[1, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="^x contains NaN or infinite values.$"):
+        check_images(bad, (8, 8, 3))
+    bad[1, 0, 0, 0] = 2.0
+    with pytest.raises(ValueError, match="must lie in the model input range"):
+        check_images(bad, (8, 8, 3))
+    with pytest.raises(ValueError, match=r"must have shape \(8, 8, 3\)"):
+        check_images(np.zeros((2, 8, 9, 3), np.float32), (8, 8, 3))
+    with pytest.raises(TypeError, match="real-valued"):
+        check_images(np.zeros((2, 8, 8, 3), bool), (8, 8, 3))
 
 
 def test_the_just_flipping_budget_is_the_smallest_on_the_grid_that_flips(two_class_linear):

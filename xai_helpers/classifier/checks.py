@@ -65,6 +65,23 @@ def check_image(x: object, shape: tuple[int, ...] | None = None, in_model_range:
     return x
 
 
+def check_images(xs: object, shape: tuple[int, ...], name: str = "x") -> np.ndarray:
+    """Return a batch of images (N, H, W, C) as float32 after ``check_image``'s checks of every image.
+
+    A real-valued array of the right shape, finite and in the input range, passes in one sweep and is not
+    copied when it is float32 already (the callers only read it); otherwise each image is checked alone, so
+    a bad one gets ``check_image``'s own sentence.
+    """
+    batch = np.asarray(xs)
+    real = np.issubdtype(batch.dtype, np.floating) or (np.issubdtype(batch.dtype, np.integer) and batch.dtype != np.bool_)
+    if real and batch.ndim == 4 and len(batch) and tuple(batch.shape[1:]) == tuple(shape):
+        batch32 = batch.astype(np.float32, copy=False)
+        lo, hi = INPUT_RANGE
+        if np.all(np.isfinite(batch32)) and batch32.min() >= lo - 1e-6 and batch32.max() <= hi + 1e-6:
+            return batch32
+    return np.stack([check_image(x, shape, name=name) for x in batch])
+
+
 def check_map(m: object, name: str = "map") -> np.ndarray:
     """Return a 2-D float map after checking it is finite (an IG (H, W, C) map must be reduced first)."""
     m = np.asarray(m)

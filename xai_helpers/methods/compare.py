@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from xai_helpers.classifier.checks import check_map
 
@@ -51,6 +51,30 @@ def top_mask(saliency: np.ndarray, top_fraction: float = DEFAULT_TOP_FRACTION) -
     return mask.reshape(saliency.shape)
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Return the ranks (1..n, float64) of a 1-D array's values, ties sharing the mean of their positions.
+
+    The same numbers as ``scipy.stats.rankdata(values)`` bit for bit: an average rank does not depend on the
+    order of the tied values, so NumPy's faster unstable sort serves where scipy sorts stably.
+    """
+    values = np.asarray(values)
+    order = np.argsort(values)
+    ordered = values[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    counts = np.diff(starts, append=values.size)
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat(starts + 1 + (counts - 1) / 2, counts)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two 1-D arrays of finite values, neither constant: the Pearson
+    correlation of their ``average_ranks``. The value ``scipy.stats.spearmanr(a, b).statistic`` gives, bit for
+    bit (the same ranks, and the same element of the same correlation matrix), in about half its time."""
+    ranked = np.column_stack((average_ranks(a), average_ranks(b)))
+    return float(np.corrcoef(ranked, rowvar=False)[1, 0])
+
+
 def center_of_mass(saliency: np.ndarray) -> tuple[float, float]:
     """Return the (row, column) centre of mass of a non-negative map, in pixels (map centre if all zero)."""
     saliency = check_map(saliency)
@@ -84,7 +108,7 @@ def compare_maps(a: np.ndarray, b: np.ndarray,
         iou = rho = nan
     else:
         iou = float(np.logical_and(mask_a, mask_b).sum() / np.logical_or(mask_a, mask_b).sum())
-        rho = float(stats.spearmanr(a2.ravel(), b2.ravel()).statistic)
+        rho = spearman(a2.ravel(), b2.ravel())
     shift = nan if massless else float(np.hypot(*np.subtract(center_of_mass(a2), center_of_mass(b2))))
     if constant or massless:
         reasons = []

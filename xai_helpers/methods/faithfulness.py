@@ -25,15 +25,23 @@ def deletion_insertion_images(x: np.ndarray, saliency: np.ndarray, steps: int,
     photo and putting back the most important pixels first (Petsiuk et al. 2018, with blur as the
     "removed" value for both, so that no sharp edges of a black mask are introduced).
     """
-    blurred = ndimage.gaussian_filter(x, sigma=(blur_sigma, blur_sigma, 0), mode="nearest")
+    return _sequences(x, _blurred(x, blur_sigma), saliency, steps)
+
+
+def _blurred(x: np.ndarray, blur_sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(x, sigma=(blur_sigma, blur_sigma, 0), mode="nearest")
+
+
+def _sequences(x: np.ndarray, blurred: np.ndarray, saliency: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``deletion_insertion_images`` of a photo whose blurred copy is made already (one per photo, not per map)."""
     order = np.argsort(-np.asarray(saliency, dtype=np.float64).ravel(), kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     rank = rank.reshape(saliency.shape)
     cut = np.linspace(0, order.size, steps + 1).round().astype(int)
-    removed = np.stack([(rank < c) for c in cut])[..., None]  # (steps+1, H, W, 1)
-    deletion = np.where(removed, blurred[None], x[None]).astype(np.float32)
-    insertion = np.where(removed, x[None], blurred[None]).astype(np.float32)
+    removed = (rank[None] < cut[:, None, None])[..., None]  # (steps+1, H, W, 1)
+    deletion = np.where(removed, blurred[None], x[None]).astype(np.float32, copy=False)
+    insertion = np.where(removed, x[None], blurred[None]).astype(np.float32, copy=False)
     return deletion, insertion
 
 
@@ -197,9 +205,9 @@ def deletion_insertion_aucs(model, x: np.ndarray, saliencies: dict[str, np.ndarr
     """
     if steps < 2 or steps % 2:
         raise ValueError(f"steps must be an even number of at least 2, got {steps!r}.")
-    images, names = [], []
+    images, names, blurred = [], [], _blurred(x, blur_sigma)
     for name, saliency in saliencies.items():
-        deletion, insertion = deletion_insertion_images(x, saliency, steps, blur_sigma)
+        deletion, insertion = _sequences(x, blurred, saliency, steps)
         images += [deletion, insertion]
         names.append(name)
     batch = np.concatenate(images)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from xai_helpers.classifier import passes
-from xai_helpers.classifier.checks import check_image
+from xai_helpers.classifier.checks import check_images
 from xai_helpers.classifier.compiled import per_model
 from xai_helpers.classifier.forward import in_chunks, inference_fn, input_shape, logits_model, num_classes
 from xai_helpers.methods.targets import check_targets
@@ -54,11 +54,24 @@ def _margin_gradient_fn(model):
 
 def margin_gradients(model, xs: np.ndarray, classes: Sequence[int], contrast: Sequence[int]) -> np.ndarray:
     """Return ``d(z_c - z_k)/dx`` (N, H, W, C) of each image for its class c and contrast class k."""
-    xs = np.stack([check_image(x, input_shape(model)) for x in np.asarray(xs)])
+    xs = check_images(xs, input_shape(model))
     targets = check_targets("margin", list(classes), len(xs), num_classes(model), list(contrast))
     passes.record(gradient=len(xs))
     fn = per_model(model, "margin gradient", lambda: _margin_gradient_fn(model))
     return in_chunks(fn, xs, np.asarray(targets.classes, np.int32), np.asarray(targets.contrast, np.int32))
+
+
+def _noisy_copies(xs: np.ndarray, seeds: Sequence, samples: int, sigma: float) -> np.ndarray:
+    """``samples`` copies of each image plus Gaussian noise of ``sigma`` (seeded by the image's seed and 13),
+    clipped to the input range: (N * samples, H, W, C) float32, made in place in one array."""
+    noisy = np.empty((len(xs) * samples, *xs.shape[1:]), np.float32)
+    for j, (x, s) in enumerate(zip(xs, seeds)):
+        block = noisy[j * samples:(j + 1) * samples]
+        np.random.default_rng([*np.atleast_1d(s).astype(int).tolist(), 13]).standard_normal(
+            dtype=np.float32, out=block)
+        block *= np.float32(sigma)
+        block += x
+    return np.clip(noisy, -1.0, 1.0, out=noisy)
 
 
 def first_order_maps(model, xs: np.ndarray, classes: Sequence[int], contrast: Sequence[int],
@@ -72,10 +85,7 @@ def first_order_maps(model, xs: np.ndarray, classes: Sequence[int], contrast: Se
     if len(seeds) != len(xs):
         raise ValueError(f"Got {len(seeds)} seeds for {len(xs)} images.")
     grads = margin_gradients(model, xs, classes, contrast)
-    noisy = np.concatenate([x[None] + np.float32(sigma) * np.random.default_rng(
-        [*np.atleast_1d(s).astype(int).tolist(), 13]).standard_normal((samples, *x.shape), dtype=np.float32)
-                            for x, s in zip(xs, seeds)])
-    noisy_grads = margin_gradients(model, np.clip(noisy, -1.0, 1.0), np.repeat(classes, samples),
+    noisy_grads = margin_gradients(model, _noisy_copies(xs, seeds, samples, sigma), np.repeat(classes, samples),
                                    np.repeat(contrast, samples))
     smooth = np.abs(noisy_grads).sum(axis=-1).reshape(len(xs), samples, *xs.shape[1:3]).mean(axis=1)
     return {"grad": np.abs(grads).sum(axis=-1), "gradinput": np.abs((xs * grads).sum(axis=-1)),

@@ -34,7 +34,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from xai_helpers.classifier import passes
-from xai_helpers.classifier.checks import check_image
+from xai_helpers.classifier.checks import check_image, check_images
 from xai_helpers.classifier.compiled import per_model
 from xai_helpers.classifier.forward import CHUNK, in_chunks, inference_fn, input_shape, num_classes, scores_model
 from xai_helpers.methods.targets import TARGETS, check_targets
@@ -137,7 +137,10 @@ class _PathIntegrator:
         total = np.zeros(xs.shape, np.float64)
         for start in range(0, n * k, CHUNK):
             i, j = image_of[start:start + CHUNK], node_of[start:start + CHUNK]
-            points = (baselines[i] + alphas[j, None, None, None] * diff[i]).astype(np.float32)
+            points = diff[i].astype(np.float64)   # x' + a (x - x') in float64, in place (a fifth of the time)
+            points *= alphas[j, None, None, None]
+            points += baselines[i]
+            points = points.astype(np.float32)
             grads = in_chunks(self.gradients, points, classes[i], contrast[i])
             for g, image, node in zip(grads, i, j):   # (in node order: the same sums whatever the chunks)
                 total[image] += float(weights[node]) * g
@@ -174,7 +177,7 @@ def integrated_gradients(model, x: np.ndarray, class_index: int, target: str = "
 def _check_batch(model, xs, class_indices, target: str, baseline, contrast_classes):
     """Return validated (images, baselines, classes, contrast classes) of a batched IG call."""
     checked = check_targets(target, list(class_indices), len(class_indices), num_classes(model), contrast_classes)
-    xs = np.stack([check_image(x, input_shape(model)) for x in np.asarray(xs)])
+    xs = check_images(xs, input_shape(model))
     if len(checked.classes) != len(xs):
         raise ValueError(f"Got {len(checked.classes)} class indices for {len(xs)} images.")
     classes = np.array(checked.classes, np.int32)
