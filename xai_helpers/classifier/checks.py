@@ -47,13 +47,22 @@ def check_image(x: object, shape: tuple[int, ...] | None = None, in_model_range:
         else:
             raise TypeError(f"{name} must be a NumPy array of shape {shape or '(H, W, 3)'}, "
                             f"got {type(x).__name__}.")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) \
-            or x.dtype == np.bool_:
-        raise TypeError(f"{name} must be a real-valued array, got dtype {x.dtype}.")
+    _check_real(x, name)
     if shape is not None and tuple(x.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}.")
     if shape is None and (x.ndim != 3 or x.shape[-1] != 3):
         raise ValueError(f"{name} must have shape (H, W, 3), got {tuple(x.shape)}.")
+    return _finite_in_range(x, name, in_model_range)
+
+
+def _check_real(x: np.ndarray, name: str) -> None:
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) \
+            or x.dtype == np.bool_:
+        raise TypeError(f"{name} must be a real-valued array, got dtype {x.dtype}.")
+
+
+def _finite_in_range(x: np.ndarray, name: str, in_model_range: bool = True) -> np.ndarray:
+    """``x`` as float32 (not copied when it is already), checked finite and, optionally, in the input range."""
     x = x.astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or infinite values.")
@@ -68,18 +77,17 @@ def check_image(x: object, shape: tuple[int, ...] | None = None, in_model_range:
 def check_images(xs: object, shape: tuple[int, ...], name: str = "x") -> np.ndarray:
     """Return a batch of images (N, H, W, C) as float32 after ``check_image``'s checks of every image.
 
-    A real-valued array of the right shape, finite and in the input range, passes in one sweep and is not
-    copied when it is float32 already (the callers only read it); otherwise each image is checked alone, so
-    a bad one gets ``check_image``'s own sentence.
+    A NumPy batch of the right shape that passes them passes in one sweep and is not copied when it is
+    float32 already (the callers only read it); anything else (a list of images, a bad batch) is checked
+    image by image, so that a bad image gets ``check_image``'s own sentence about itself.
     """
-    batch = np.asarray(xs)
-    real = np.issubdtype(batch.dtype, np.floating) or (np.issubdtype(batch.dtype, np.integer) and batch.dtype != np.bool_)
-    if real and batch.ndim == 4 and len(batch) and tuple(batch.shape[1:]) == tuple(shape):
-        batch32 = batch.astype(np.float32, copy=False)
-        lo, hi = INPUT_RANGE
-        if np.all(np.isfinite(batch32)) and batch32.min() >= lo - 1e-6 and batch32.max() <= hi + 1e-6:
-            return batch32
-    return np.stack([check_image(x, shape, name=name) for x in batch])
+    if isinstance(xs, np.ndarray) and xs.ndim == 4 and len(xs) and tuple(xs.shape[1:]) == tuple(shape):
+        try:
+            _check_real(xs, name)
+            return _finite_in_range(xs, name)
+        except (TypeError, ValueError):
+            pass   # the image-by-image checks below raise the bad image's own sentence
+    return np.stack([check_image(x, shape, name=name) for x in xs])
 
 
 def check_map(m: object, name: str = "map") -> np.ndarray:

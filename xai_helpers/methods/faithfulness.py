@@ -131,7 +131,7 @@ def _solve_imputation(matrix, rhs: np.ndarray) -> np.ndarray:
 
     The matrix is symmetric (w_pq = w_qp) and, with at least one kept pixel, positive definite, so SuperLU
     factorises it once for all channels with a symmetric fill-reducing ordering (minimum degree on A + A^T,
-    symmetric mode: 3-6x faster than the default column ordering on ROAD's large removed regions).
+    symmetric mode: faster than the default column ordering on ROAD's large removed regions; benchmarks/README.md).
     """
     from scipy.sparse.linalg import splu
 
@@ -161,8 +161,8 @@ def _road_masks(saliency: np.ndarray, fractions: Sequence[float], most_relevant_
 def _imputed(x: np.ndarray, masks: Sequence[np.ndarray], noise: float, seed) -> np.ndarray:
     """``noisy_linear_imputation`` of ``x`` for each mask, stacked, the solves spread over the CPU cores.
 
-    SuperLU's factorisation, two thirds of an imputation's time, runs without Python's global lock, so
-    threads overlap them (1.7x on 2 cores); each imputation seeds its own noise, so the images are the same
+    SuperLU's factorisation, most of an imputation's time, runs without Python's global lock, so threads
+    overlap them (benchmarks/README.md); each imputation seeds its own noise, so the images are the same
     as one after the other, in any order of completion.
     """
     from concurrent.futures import ThreadPoolExecutor

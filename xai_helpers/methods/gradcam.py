@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from xai_helpers.classifier import passes
-from xai_helpers.classifier.checks import check_image
+from xai_helpers.classifier.checks import check_images
 from xai_helpers.classifier.compiled import per_model
 from xai_helpers.classifier.forward import in_chunks, input_shape, num_classes, scores_model
 from xai_helpers.classifier.loading import feature_maps_walk
@@ -209,7 +209,7 @@ def gradcam(model, x: np.ndarray, class_index: int | Sequence[int], target: str 
     batch = x[None] if single else x
     if batch.ndim != 4:
         raise ValueError(f"x must be one image (H, W, 3) or a batch (N, H, W, 3), got shape {x.shape}.")
-    batch = np.stack([check_image(image, input_shape(model)) for image in batch]).astype(np.float32)
+    batch = check_images(batch, input_shape(model))
     indices, contrast = check_targets(target, class_index, len(batch), num_classes(model), contrast_class)[1:]
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")

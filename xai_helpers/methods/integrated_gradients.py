@@ -137,7 +137,7 @@ class _PathIntegrator:
         total = np.zeros(xs.shape, np.float64)
         for start in range(0, n * k, CHUNK):
             i, j = image_of[start:start + CHUNK], node_of[start:start + CHUNK]
-            points = diff[i].astype(np.float64)   # x' + a (x - x') in float64, in place (a fifth of the time)
+            points = diff[i].astype(np.float64)   # x' + a (x - x') in float64, in place (no temporaries)
             points *= alphas[j, None, None, None]
             points += baselines[i]
             points = points.astype(np.float32)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xai_helpers.classifier.checks import check_class_index, check_image, check_map
+from xai_helpers.classifier.checks import check_class_index, check_images, check_map
 from xai_helpers.classifier.forward import input_shape, logits, num_classes
 from xai_helpers.methods.interventions import _check_pair, restrict
 
@@ -113,8 +113,8 @@ def smallest_flipping_fractions(model, xs: np.ndarray, advs: np.ndarray, ranking
     adversarial image did not reach it gets NaN.
     """
     shape = input_shape(model)
-    xs = np.stack([check_image(x, shape, name="x") for x in xs]) if len(xs) else np.zeros((0, *shape), np.float32)
-    advs = np.stack([check_image(a, shape, name="adv") for a in advs]) if len(advs) else xs.copy()
+    xs = check_images(xs, shape, name="x") if len(xs) else np.zeros((0, *shape), np.float32)
+    advs = check_images(advs, shape, name="adv") if len(advs) else xs.copy()
     if len(advs) != len(xs) or len(rankings) != len(xs) or len(class_indices) != len(xs):
         raise ValueError(f"smallest_flipping_fractions needs as many adversarial images, rankings and classes "
                          f"as photos ({len(xs)}), got {len(advs)}, {len(rankings)} and {len(class_indices)}.")

@@ -37,7 +37,7 @@ INTERVENTION_RANDOM_MASKS = 8
 #: this many of the seeded study order: a seeded random subset of about 330 correctly classified photos.
 ROAD_PHOTOS = 400
 #: The engine of the study's Grad-CAM maps: the compiled one, equal to tf-keras-vis's within 1e-5
-#: (``tests/test_gradcam_engines.py``) and 10x faster, so not a setting that changes a number.
+#: (``tests/test_gradcam_engines.py``) and faster (benchmarks/README.md), so not a setting that changes a number.
 STUDY_GRADCAM_ENGINE = "compiled"
 #: The just-flipping attack's grid (``just_flipping``): budgets in steps of 1/8 pixel level up to 8 levels.
 JF_STEP_LEVELS = 0.125
