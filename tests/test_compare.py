@@ -194,3 +194,29 @@ def test_spearman_is_scipy_s_bit_for_bit(kind):
 
 def test_average_ranks_share_the_mean_position_among_ties():
     assert average_ranks(np.array([3.0, 1.0, 3.0, 2.0, 3.0])).tolist() == [4.0, 1.0, 4.0, 2.0, 4.0]
+
+
+def test_ranks_of_an_array_ranked_again_are_its_own_even_after_it_changed():
+    from xai_helpers.methods import compare
+
+    a = np.random.default_rng(4).random(500)
+    first = average_ranks(a)
+    first[:] = 0.0                                   # the caller's copy: the remembered ranks stay intact
+    np.testing.assert_array_equal(average_ranks(a), stats.rankdata(a))
+    a[[0, 1]] = a[[1, 0]]                            # the same values, now in another order
+    np.testing.assert_array_equal(average_ranks(a), stats.rankdata(a))
+    for k in range(compare._RANKED_MAX + 3):         # the memory holds the last few arrays only
+        average_ranks(np.arange(k + 2.0))
+    assert len(compare._RANKED) == compare._RANKED_MAX
+    b = np.random.default_rng(5).random(500)
+    assert spearman(a, b) == stats.spearmanr(a, b).statistic
+    assert spearman(a, b) == stats.spearmanr(a, b).statistic   # the second time from remembered ranks
+
+
+def test_mask_iou_is_compare_maps_top_iou():
+    from xai_helpers.methods.compare import compare_maps, mask_iou
+
+    rng = np.random.default_rng(6)
+    a, b = rng.random((20, 20)), rng.random((20, 20))
+    assert mask_iou(top_mask(a, 0.1), top_mask(b, 0.1)) == compare_maps(a, b, 0.1)["top_iou"]
+    assert mask_iou(top_mask(a, 0.1), top_mask(a, 0.1)) == 1.0

@@ -23,6 +23,28 @@ def test_imputation_without_noise_reproduces_a_linear_image_inside():
     np.testing.assert_allclose(out, x, atol=1e-5)
 
 
+def test_imputation_solves_the_weighted_mean_equations_of_a_dense_solve():
+    # Every removed pixel equals the weighted mean of its neighbours (removed ones at their imputed value);
+    # the LDL^T solve gives what a dense solve of the same equations gives, on scattered and blob holes.
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-0.5, 0.5, (18, 21, 3))
+    for removed in (rng.random(x.shape[:2]) < 0.6, np.pad(np.ones((10, 12), bool), ((4, 4), (0, 9)))):
+        out = ff.noisy_linear_imputation(x, removed, noise=0.0).astype(np.float64)
+        points = np.argwhere(removed)
+        index = {tuple(p): k for k, p in enumerate(points)}
+        a, b = np.zeros((len(points), len(points))), np.zeros((len(points), 3))
+        for k, (r, c) in enumerate(points):
+            for dy, dx, w in ff._NEIGHBOURS:
+                q = (r + dy, c + dx)
+                if 0 <= q[0] < x.shape[0] and 0 <= q[1] < x.shape[1]:
+                    a[k, k] += w
+                    if q in index:
+                        a[k, index[q]] -= w
+                    else:
+                        b[k] += w * x[q]
+        np.testing.assert_allclose(out[removed], np.clip(np.linalg.solve(a, b), -1, 1), atol=1e-6)
+
+
 def test_imputation_keeps_the_other_pixels_and_its_noise_is_seeded():
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.5, 0.5, (16, 16, 3))

@@ -320,6 +320,31 @@ def test_random_placements_say_when_the_mask_cannot_avoid_the_area(one_sentence)
     one_sentence(excinfo, "placements")
 
 
+def test_analyses_sharing_one_pass_get_what_they_get_alone_bit_for_bit(linear, pair, rng):
+    from xai_helpers.classifier import passes
+    from xai_helpers.methods.sufficiency import region_verdicts, verdicts_analysis
+
+    x, adv = pair
+    maps = {"a": rng.random(x.shape[:2]), "b": rng.random(x.shape[:2])}
+    regions_ = {"r": rng.random(x.shape[:2]) < 0.3, "s": rng.random(x.shape[:2]) < 0.6}
+    copies = rng.random((11, *x.shape[:2])) < 0.5
+    alone = (iv.perturbation_curves(linear.model, x, adv, maps, 0, 1, (0.1, 0.5), n_random=5, seed=2),
+             region_verdicts(linear.model, x, adv, regions_, 0, 1, target=1),
+             iv.effect_shares(linear.model, x, adv, copies, 0, 1))
+    with passes.counting() as tally:
+        shared = iv.shared_pass(linear.model, x, adv,
+                                iv.curves_analysis(linear.model, x, adv, maps, 0, 1, (0.1, 0.5), 5, 2),
+                                verdicts_analysis(linear.model, x, adv, regions_, 0, 1, target=1),
+                                iv.shares_analysis(linear.model, x, adv, copies, 0, 1))
+    for name in maps:
+        np.testing.assert_array_equal(shared[0][name].kept, alone[0][name].kept)
+        np.testing.assert_array_equal(shared[0][name].random, alone[0][name].random)
+    assert shared[1] == alone[1]
+    np.testing.assert_array_equal(shared[2], alone[2])
+    # x and adv once, then (2 maps + 5 random) x 2 fractions, 2 x 2 kept and removed regions, 11 copies
+    assert tally.totals()["classify"]["forward"] == 2 + 14 + 4 + 11
+
+
 def test_effect_shares_refuse_an_attack_without_effect(linear, pair, one_sentence):
     x, _ = pair
     with pytest.raises(ValueError) as excinfo:

@@ -116,7 +116,7 @@ def noisy_linear_imputation(x: np.ndarray, removed: np.ndarray, noise: float = R
             cols.append(index[q_in[q_removed, 0], q_in[q_removed, 1]])
             values.append(np.full(int(q_removed.sum()), -w))
             known = ~q_removed
-            np.add.at(rhs, p_in[known], w * x[q_in[known, 0], q_in[known, 1]])
+            rhs[p_in[known]] += w * x[q_in[known, 0], q_in[known, 1]]  # each p once per offset: no repeats
         matrix = sparse.csr_matrix((np.concatenate(values + [diagonal]),
                                     (np.concatenate(rows + [np.arange(n)]), np.concatenate(cols + [np.arange(n)]))),
                                    shape=(n, n))
@@ -129,14 +129,17 @@ def noisy_linear_imputation(x: np.ndarray, removed: np.ndarray, noise: float = R
 def _solve_imputation(matrix, rhs: np.ndarray) -> np.ndarray:
     """Return the solution of the imputation's sparse system, one column per channel.
 
-    The matrix is symmetric (w_pq = w_qp) and, with at least one kept pixel, positive definite, so SuperLU
-    factorises it once for all channels with a symmetric fill-reducing ordering (minimum degree on A + A^T,
-    symmetric mode: faster than the default column ordering on ROAD's large removed regions; benchmarks/README.md).
+    The matrix is symmetric (w_pq = w_qp) and, with at least one kept pixel, positive definite (diagonally
+    dominant, strictly so next to a kept pixel), so an LDL^T factorisation without pivoting is stable: QDLDL
+    (Stellato, Goulart & Banjac, the OSQP project's solver) with its approximate-minimum-degree ordering,
+    factorised once for all channels. It does half of SuperLU's work on a symmetric matrix
+    (benchmarks/README.md) and releases Python's global lock, so ``_imputed``'s threads overlap.
     """
-    from scipy.sparse.linalg import splu
+    import qdldl
+    from scipy import sparse
 
-    lu = splu(matrix.tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
-    return lu.solve(rhs)
+    solver = qdldl.Solver(sparse.triu(matrix, format="csc"), upper=True)
+    return np.column_stack([solver.solve(np.ascontiguousarray(rhs[:, c])) for c in range(rhs.shape[1])])
 
 
 def road_images(x: np.ndarray, saliency: np.ndarray, fractions: Sequence[float], most_relevant_first: bool = True,
@@ -161,7 +164,7 @@ def _road_masks(saliency: np.ndarray, fractions: Sequence[float], most_relevant_
 def _imputed(x: np.ndarray, masks: Sequence[np.ndarray], noise: float, seed) -> np.ndarray:
     """``noisy_linear_imputation`` of ``x`` for each mask, stacked, the solves spread over the CPU cores.
 
-    SuperLU's factorisation, most of an imputation's time, runs without Python's global lock, so threads
+    The factorisation, most of an imputation's time, runs without Python's global lock, so threads
     overlap them (benchmarks/README.md); each imputation seeds its own noise, so the images are the same
     as one after the other, in any order of completion.
     """

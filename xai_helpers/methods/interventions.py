@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -100,26 +101,69 @@ def effect_shares(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, clas
     are possible (a part of the perturbation can do more than the whole). Raises if the attack does not
     change F at all (no effect to share).
     """
+    return shared_pass(model, x, adv, shares_analysis(model, x, adv, masks, class_index, contrast_class))[0]
+
+
+def shares_analysis(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, class_index: int,
+                    contrast_class: int | None = None):
+    """``effect_shares`` as an analysis of ``shared_pass``: yields its masks, receives their logits."""
     x, adv = _check_pair(model, x, adv)
     masks = np.asarray(masks)
     masks = masks[None] if masks.ndim == 2 else masks
-    f_x, f_adv, f_restricted = _scored(model, x, adv, masks, class_index, contrast_class)
+    f_x, f_adv, f_restricted = _scored((yield masks), class_index, contrast_class)
     return (f_restricted - f_x) / (f_adv - f_x)
 
 
-def _scored(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, class_index: int,
-            contrast_class: int | None) -> tuple[float, float, np.ndarray]:
-    """Return F(x), F(adv) and F of each ``restrict(x, adv, mask)``: the two ends take free places of the
-    first chunk (a pass costs ``CHUNK`` images whatever it holds), the restricted images are made chunk by
-    chunk (memory does not grow with the masks). Raises if the attack leaves F unchanged."""
-    first = CHUNK - 2
-    head = [np.stack([x, adv])] + ([restrict(x, adv, masks[:first])] if len(masks) else [])
-    f = np.concatenate([scores(model, np.concatenate(head), class_index, contrast_class)] +
-                       [scores(model, restrict(x, adv, masks[i:i + CHUNK]), class_index, contrast_class)
-                        for i in range(first, len(masks), CHUNK)])
-    if f[1] == f[0]:
+def shared_pass(model, x: np.ndarray, adv: np.ndarray, *analyses) -> list:
+    """Run analyses of one (clean, adversarial) pair on one pass of the model; return their results.
+
+    An analysis is a generator that yields a stack of masks (N, H, W) and receives ``(ends, z)``: the
+    logits of ``x`` and ``adv`` (2, classes) and of each ``restrict(x, adv, mask)`` (N, classes); it returns
+    its result. All the restricted images go through the model together in full chunks, made chunk by chunk
+    (memory does not grow with the masks), so the analyses share the padding of one last chunk instead of
+    each padding its own. A chunk of fixed shape gives an image the same logits whatever its chunk-mates,
+    so each analysis gets the numbers it gets alone.
+    """
+    stacks = [next(analysis) for analysis in analyses]
+    ends, zs = _pair_logits(model, x, adv, stacks)
+    results = []
+    for analysis, z in zip(analyses, zs):
+        try:
+            analysis.send((ends, z))
+        except StopIteration as done:
+            results.append(done.value)
+        else:
+            raise RuntimeError("An analysis of shared_pass must return after receiving its logits.")
+    return results
+
+
+def _pair_logits(model, x: np.ndarray, adv: np.ndarray, stacks: Sequence[np.ndarray]) -> tuple:
+    """Logits of ``x`` and ``adv`` (2, classes) and of each stack's restricted images, in chunks of ``CHUNK``."""
+    items = [(None, 0), (None, 1)] + [(k, j) for k, stack in enumerate(stacks) for j in range(len(stack))]
+    z = []
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start:start + CHUNK]
+        ends = [(x, adv)[j] for k, j in chunk if k is None]
+        masks = [stacks[k][j] for k, j in chunk if k is not None]
+        z.append(logits(model, np.concatenate(([np.stack(ends)] if ends else []) +
+                                              ([restrict(x, adv, np.stack(masks))] if masks else []))))
+    z = np.concatenate(z)
+    bounds = np.cumsum([2] + [len(stack) for stack in stacks])
+    return z[:2], [z[a:b] for a, b in pairwise(bounds)]
+
+
+def _scored(logits_of: tuple, class_index: int, contrast_class: int | None) -> tuple[float, float, np.ndarray]:
+    """Return F(x), F(adv) and F of each restricted image from ``shared_pass``' ``(ends, z)``. Raises if the
+    attack leaves F unchanged."""
+    ends, z = logits_of
+
+    def score(logit):
+        return logit[:, class_index] - (logit[:, contrast_class] if contrast_class is not None else 0.0)
+
+    f_ends = score(ends)
+    if f_ends[1] == f_ends[0]:
         raise ValueError("The adversarial image leaves the score unchanged, so there is no effect to share.")
-    return float(f[0]), float(f[1]), f[2:]
+    return float(f_ends[0]), float(f_ends[1]), score(z)
 
 
 # long: IG's keyword options and the attribution's (which logit, the margin's contrast class)
@@ -273,6 +317,16 @@ def perturbation_curves(model, x: np.ndarray, adv: np.ndarray, saliencies: Mappi
     with one chance level. The ends need no pass: f = 0 restricts to ``x`` itself (share 0) and f = 1 to
     ``adv`` (share 1), so only the fractions strictly between are evaluated.
     """
+    return shared_pass(model, x, adv, curves_analysis(model, x, adv, saliencies, class_index, contrast_class,
+                                                      fractions, n_random, seed))[0]
+
+
+# long: perturbation_curves' options
+def curves_analysis(model, x: np.ndarray, adv: np.ndarray, saliencies: Mapping[str, np.ndarray],
+                    class_index: int, contrast_class: int | None = None,
+                    fractions: Sequence[float] = DEFAULT_FRACTIONS, n_random: int = DEFAULT_RANDOM_MASKS,
+                    seed: int | Sequence[int] = SEED):
+    """``perturbation_curves`` as an analysis of ``shared_pass``: yields its masks, receives their logits."""
     x, adv = _check_pair(model, x, adv)
     fractions = _check_fractions(fractions)
     if not isinstance(n_random, (int, np.integer)) or n_random < 1:
@@ -290,7 +344,7 @@ def perturbation_curves(model, x: np.ndarray, adv: np.ndarray, saliencies: Mappi
         # (a random order is one permutation per draw whatever the fractions: the same seed, the same orders)
         masks.append(_nested_random_masks(x.shape[:2], fractions[inner], n_random, seed).reshape(-1, *x.shape[:2]))
         masks = np.concatenate(masks)
-    f_x, f_adv, f_restricted = _scored(model, x, adv, masks, class_index, contrast_class)
+    f_x, f_adv, f_restricted = _scored((yield masks), class_index, contrast_class)
     if inner.any():
         shares[:, inner] = ((f_restricted - f_x) / (f_adv - f_x)).reshape(len(shares), -1)
     random_shares = shares[len(maps):]
@@ -346,5 +400,6 @@ def random_placements(mask: np.ndarray, n: int, seed: int = SEED, avoid: np.ndar
 
 
 __all__ = ["DEFAULT_FRACTIONS", "DEFAULT_RANDOM_MASKS", "PerturbationCurve", "attack_attribution",
-           "attack_attributions", "curve_area", "effect_shares", "perturbation_curve", "perturbation_curves",
-           "random_masks", "random_placements", "restrict", "scores", "signed_map"]
+           "attack_attributions", "curve_area", "curves_analysis", "effect_shares", "perturbation_curve",
+           "perturbation_curves", "random_masks", "random_placements", "restrict", "scores", "shared_pass",
+           "shares_analysis", "signed_map"]

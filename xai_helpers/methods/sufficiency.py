@@ -24,7 +24,7 @@ import numpy as np
 
 from xai_helpers.classifier.checks import check_class_index, check_images, check_map
 from xai_helpers.classifier.forward import input_shape, logits, num_classes
-from xai_helpers.methods.interventions import _check_pair, restrict
+from xai_helpers.methods.interventions import _check_pair, restrict, shared_pass
 
 
 
@@ -65,17 +65,23 @@ def region_verdicts(model, x: np.ndarray, adv: np.ndarray, masks: Mapping[str, n
     ``target`` (a targeted attack's class) a region is sufficient only where keeping it reaches the target,
     not merely leaves the true class.
     """
-    x, adv = _check_pair(model, x, adv)
+    return shared_pass(model, x, adv, verdicts_analysis(model, x, adv, masks, class_index, contrast_class,
+                                                        target))[0]
+
+
+def verdicts_analysis(model, x: np.ndarray, adv: np.ndarray, masks: Mapping[str, np.ndarray], class_index: int,
+                      contrast_class: int | None = None, target: int | None = None):
+    """``region_verdicts`` as an analysis of ``interventions.shared_pass``: yields the kept and removed
+    masks, receives their logits (shares and labels)."""
+    _check_pair(model, x, adv)
     names = list(masks)
     stack = np.stack([np.asarray(masks[n], dtype=np.float32) for n in names])
-    both = np.concatenate([stack, 1.0 - stack])
-    # One pass of every image: the ends' scores, then each kept and removed image's logits (shares and labels).
-    z = logits(model, np.concatenate([np.stack([x, adv]), restrict(x, adv, both)]))
+    ends, z = yield np.concatenate([stack, 1.0 - stack])
     k = class_index if contrast_class is None else contrast_class
-    f = z[:, class_index] - (z[:, k] if contrast_class is not None else 0.0)
-    if f[1] == f[0]:
+    f_ends, f = (v[:, class_index] - (v[:, k] if contrast_class is not None else 0.0) for v in (ends, z))
+    if f_ends[1] == f_ends[0]:
         raise ValueError("The adversarial image leaves the score unchanged, so there is no effect to share.")
-    shares, labels = (f[2:] - f[0]) / (f[1] - f[0]), z[2:].argmax(axis=1)
+    shares, labels = (f - f_ends[0]) / (f_ends[1] - f_ends[0]), z.argmax(axis=1)
     n = len(names)
     moved = labels[:n] != class_index if target is None else labels[:n] == target
     return {name: RegionVerdict(float(shares[i]), float(shares[n + i]), bool(moved[i]),
@@ -153,4 +159,4 @@ def _check_ranking(ranking: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 __all__ = ["RegionVerdict", "region_verdicts", "remove", "smallest_flipping_fraction", "smallest_flipping_fractions",
-           "top1"]
+           "top1", "verdicts_analysis"]

@@ -31,7 +31,8 @@ from xai_helpers.methods.interventions import (
     DEFAULT_RANDOM_MASKS,
     PerturbationCurve,
     attack_attribution,
-    perturbation_curves,
+    curves_analysis,
+    shared_pass,
     signed_map,
 )
 from xai_helpers.study.memory import release_freed_memory
@@ -176,6 +177,21 @@ def intervene(model, x: np.ndarray, adv: np.ndarray, true_class: int, adv_class:
             # The curves measure the margin, so the attack's own ranking comes from the margin's attribution.
             attributions = (attack_attribution(model, x, adv, true_class),
                             attack_attribution(model, x, adv, true_class, contrast_class=adv_class))
+    with passes.stage("interventions"):
+        analysis = intervention_analysis(model, x, adv, true_class, adv_class, maps, attributions, fractions,
+                                         n_random, seed, top_fraction)
+        return shared_pass(model, x, adv, analysis)[0]
+
+
+# long: intervene's options, the attributions given
+def intervention_analysis(model, x: np.ndarray, adv: np.ndarray, true_class: int, adv_class: int,
+                          maps: Mapping[str, np.ndarray], attributions: tuple[IGResult, IGResult],
+                          fractions: Sequence[float] = (DEFAULT_TOP_FRACTION,), n_random: int = DEFAULT_RANDOM_MASKS,
+                          seed: int | Sequence[int] = 0, top_fraction: float = DEFAULT_TOP_FRACTION):
+    """``intervene`` with its two attributions, as an analysis of ``interventions.shared_pass`` (its curves'
+    masks yielded, their logits received)."""
+    if true_class == adv_class:
+        raise ValueError("The attack did not change the label, so there is no margin change to intervene on.")
     attribution, margin_attribution = attributions
     signed = signed_map(attribution.attributions)
     top_share = float(signed[top_mask(np.sign(signed.sum()) * signed, top_fraction)].sum() / signed.sum())
@@ -183,9 +199,8 @@ def intervene(model, x: np.ndarray, adv: np.ndarray, true_class: int, adv_class:
     toward_attack = np.sign(margin_signed.sum()) * margin_signed
     # The curves are always sampled at top_fraction too, so that summary() can report the share kept there.
     fractions = np.union1d(np.asarray(fractions, dtype=np.float64), [top_fraction])
-    with passes.stage("interventions"):
-        curves = perturbation_curves(model, x, adv, {**maps, "attack": toward_attack}, true_class,
-                                     contrast_class=adv_class, fractions=fractions, n_random=n_random, seed=seed)
+    curves = yield from curves_analysis(model, x, adv, {**maps, "attack": toward_attack}, true_class,
+                                        contrast_class=adv_class, fractions=fractions, n_random=n_random, seed=seed)
     return Intervention(true_class, adv_class, attribution, top_share, margin_attribution, curves, top_fraction)
 
 
@@ -290,4 +305,5 @@ def _ig_numbers(result: IGResult) -> dict[str, float]:
 
 
 __all__ = ["ATTACKS", "AUTO_MAX_LEVELS", "AUTO_STEP_LEVELS", "ExplainOptions", "IGSettings", "Intervention",
-           "PhotoExplanation", "attack", "explain", "explain_photo", "flipping_levels", "intervene"]
+           "PhotoExplanation", "attack", "explain", "explain_photo", "flipping_levels", "intervene",
+           "intervention_analysis"]

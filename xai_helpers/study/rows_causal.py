@@ -2,14 +2,14 @@
 
 Per photo the attack fools, with m = z_true - z_adv the margin it flips (column names: ``columns``):
 
-* **which pixels** (``analysis.intervene``): the share of the attack's change of m kept when only a
+* **which pixels** (``analysis.intervene``'s analysis): the share of the attack's change of m kept when only a
   ranking's top ``top_fraction`` pixels keep the perturbation, for each map, the attack attribution
   ("attack": IG along the clean-to-adversarial path, refined to 1% completeness), the attribution at
   Grad-CAM's 7 x 7 resolution ("attack7"), the first-order maps of the margin ("grad", "gradinput",
   "smoothgrad"; ``gradients``) and, on photos with an object mask, the object and the background; beside
   each, seeded random pixels and moved copies of the same top pixels (same shape and area), the
   shape-matched control;
-* **necessity** (``sufficiency.region_verdicts``): the same regions removed as well as kept, whether
+* **necessity** (``sufficiency.region_verdicts``'s analysis): the same regions removed as well as kept, whether
   keeping only the region flips the label (a targeted attack: reaches its target) and whether removing it
   gives the true label back, and the smallest flipping fraction of the attack attribution's ranking;
 * **where** (``location``): the share of the attribution's top pixels, of the smallest flipping region and
@@ -21,14 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 from xai_helpers.classifier import passes
-from xai_helpers.methods.compare import compare_maps, top_mask
+from xai_helpers.methods.compare import compare_maps, mask_iou, top_mask
 from xai_helpers.methods.controls import moved_copies
 from xai_helpers.methods.gradients import FIRST_ORDER, first_order_maps
-from xai_helpers.methods.interventions import attack_attributions, effect_shares, signed_map
+from xai_helpers.methods.interventions import attack_attributions, shared_pass, shares_analysis, signed_map
 from xai_helpers.methods.location import coarsen, share_inside
-from xai_helpers.methods.sufficiency import region_verdicts, smallest_flipping_fractions
+from xai_helpers.methods.sufficiency import smallest_flipping_fractions, verdicts_analysis
 from xai_helpers.study import columns as col
-from xai_helpers.study.analysis import intervene
+from xai_helpers.study.analysis import intervention_analysis
 from xai_helpers.study.rows_maps import ExplainedBatch, explained_maps
 
 #: The rankings whose top pixels get moved copies (the shape-matched control), with the object mask.
@@ -93,15 +93,27 @@ def _rankings(batch: ExplainedBatch, a: str, i: int, controls: dict) -> dict[str
 # long: one photo's whole causal analysis for one attack: its maps, the first-order maps, its seed, its attributions
 def _photo_columns(batch: ExplainedBatch, a: str, i: int, controls: dict, first: dict[str, np.ndarray],
                    seed: list, attributions: tuple) -> np.ndarray:
-    """Fill photo ``i``'s columns for attack ``a``; return the attack attribution's ranking (toward the attack)."""
+    """Fill photo ``i``'s columns for attack ``a``; return the attack attribution's ranking (toward the attack).
+
+    The curves, the regions' verdicts and the moved copies share one pass of the model (``shared_pass``)."""
     settings, row, fraction = batch.settings, batch.rows[i], batch.settings.top_fraction
     x, adv, truth, adv_class = batch.xs[i], batch.attacked[a][i], batch.truth[i], batch.adv_cls[a][i]
     ranked = {**_rankings(batch, a, i, controls), **first}
+    attribution, margin = attributions
+    toward = -signed_map(margin.attributions)
+    masks = {name: top_mask(m, fraction) for name, m in ranked.items()}
+    masks["attack"], masks["attack7"] = top_mask(toward, fraction), top_mask(coarsen(toward, 7), fraction)
+    if batch.objects[i] is not None:
+        masks["object"], masks["background"] = batch.objects[i], ~batch.objects[i]
+    target = batch.targets[i] if a == "tpgd" and batch.targets is not None else None
+    moved = [name.format(a=a) for name in MOVED_RANKINGS] + (["object"] if "object" in masks else [])
     with passes.stage("interventions", [batch.keys[i]]):
-        result = intervene(batch.model, x, adv, truth, adv_class, ranked, fractions=(fraction,),
-                           n_random=settings.intervention_random_masks, seed=seed, top_fraction=fraction,
-                           attributions=attributions)
-    attribution, margin = result.attribution, result.margin_attribution
+        result, verdicts, shares = shared_pass(
+            batch.model, x, adv,
+            intervention_analysis(batch.model, x, adv, truth, adv_class, ranked, attributions, (fraction,),
+                                  settings.intervention_random_masks, seed, fraction),
+            verdicts_analysis(batch.model, x, adv, masks, truth, adv_class, target=target),
+            shares_analysis(batch.model, x, adv, _moved_copies(masks, moved, seed, settings), truth, adv_class))
     row.update({col.attacked(a, "attack_change"): attribution.f_x - attribution.f_baseline,
                 col.attacked(a, "attack_top_share"): result.attribution_top_share,
                 col.attacked(a, "attack_reldelta"): attribution.relative_delta,
@@ -111,37 +123,29 @@ def _photo_columns(batch: ExplainedBatch, a: str, i: int, controls: dict, first:
     row[col.kept(a, "random_median")] = result.curves["attack"].random_share_at(fraction)
     row["gradient_evals"] += (settings.ig_steps + 1) + attribution.steps + margin.steps + \
         (1 + settings.smoothgrad_samples)
-    toward = -signed_map(margin.attributions)
-    masks = {name: top_mask(m, fraction) for name, m in ranked.items()}
-    masks["attack"], masks["attack7"] = top_mask(toward, fraction), top_mask(coarsen(toward, 7), fraction)
-    if batch.objects[i] is not None:
-        masks["object"], masks["background"] = batch.objects[i], ~batch.objects[i]
-    with passes.stage("interventions", [batch.keys[i]]):
-        _necessity(batch, a, i, masks, seed)
+    _necessity(row, a, verdicts, dict(zip(moved, shares.reshape(len(moved), -1))))
     _location(batch, a, i, masks)
-    for name in FIRST_ORDER:
-        row[col.overlap(a, name)] = compare_maps(toward, ranked[name], fraction)["top_iou"]
+    for name in FIRST_ORDER:  # compare_maps' top_iou from the top sets at hand (NaN for a constant map)
+        constant = np.ptp(toward) == 0 or np.ptp(ranked[name]) == 0
+        row[col.overlap(a, name)] = float("nan") if constant else mask_iou(masks["attack"], masks[name])
     return toward
 
 
-def _necessity(batch: ExplainedBatch, a: str, i: int, masks: dict[str, np.ndarray], seed: list) -> None:
-    """Keep and remove each region (sufficient / necessary), and the moved copies of the main ones."""
-    row, x, adv = batch.rows[i], batch.xs[i], batch.attacked[a][i]
-    truth, adv_class = batch.truth[i], batch.adv_cls[a][i]
-    target = batch.targets[i] if a == "tpgd" and batch.targets is not None else None
-    verdicts = region_verdicts(batch.model, x, adv, masks, truth, adv_class, target=target)
+def _moved_copies(masks: dict[str, np.ndarray], names: list[str], seed: list, settings) -> np.ndarray:
+    """The seeded moved copies of the named masks (the shape-matched control), stacked name by name."""
+    seed_value = int(np.random.SeedSequence(seed).generate_state(1)[0])
+    return np.concatenate([moved_copies(masks[name], settings.intervention_random_masks, seed=seed_value)
+                           for name in names])
+
+
+def _necessity(row: dict, a: str, verdicts: dict, moved: dict[str, np.ndarray]) -> None:
+    """Keeping and removing each region (sufficient / necessary), and the median share its moved copies keep."""
     for name, v in verdicts.items():
         row.update({col.removed(a, name): v.removed_share, col.verdict(a, "sufficient", name): int(v.sufficient),
                     col.verdict(a, "necessary", name): int(v.necessary)})
-        if name == "attack7":
+        if name in ("attack7", "object", "background"):
             row[col.kept(a, name)] = v.kept_share
-        if name in ("object", "background"):
-            row[col.kept(a, name)] = v.kept_share
-    seed_value, n = int(np.random.SeedSequence(seed).generate_state(1)[0]), batch.settings.intervention_random_masks
-    names = [name.format(a=a) for name in MOVED_RANKINGS] + (["object"] if "object" in masks else [])
-    copies = np.concatenate([moved_copies(masks[name], n, seed=seed_value) for name in names])
-    shares = effect_shares(batch.model, x, adv, copies, truth, adv_class).reshape(len(names), n)
-    for name, kept in zip(names, shares):
+    for name, kept in moved.items():
         row[col.kept_moved(a, name)] = float(np.median(kept))
 
 
