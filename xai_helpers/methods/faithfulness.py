@@ -85,49 +85,65 @@ def noisy_linear_imputation(x: np.ndarray, removed: np.ndarray, noise: float = R
     region carries no information the model could read (ROAD's debiasing). Kept pixels are unchanged.
     With every pixel removed there is no boundary to interpolate from: the channel means of ``x`` are used.
     """
-    from scipy import sparse
-
     x = np.asarray(x, dtype=np.float64)
     removed = np.asarray(removed, dtype=bool)
     if removed.shape != x.shape[:2]:
         raise ValueError(f"removed must have the image's shape {x.shape[:2]}, got {removed.shape}.")
     out = x.copy()
-    points = np.argwhere(removed)
-    n = len(points)
+    n = int(removed.sum())
     if n == 0:
         return out.astype(np.float32)
     rng = np.random.default_rng(seed)
     if n == removed.size:
         out[:] = x.reshape(-1, x.shape[-1]).mean(axis=0)
     else:
-        height, width = removed.shape
-        index = np.full(removed.shape, -1)
-        index[removed] = np.arange(n)
-        diagonal = np.zeros(n)
-        rhs = np.zeros((n, x.shape[-1]))
-        rows, cols, values = [], [], []
-        for dy, dx, w in _NEIGHBOURS:
-            q = points + (dy, dx)
-            inside = (q[:, 0] >= 0) & (q[:, 0] < height) & (q[:, 1] >= 0) & (q[:, 1] < width)
-            p_in, q_in = np.flatnonzero(inside), q[inside]
-            diagonal[p_in] += w
-            q_removed = removed[q_in[:, 0], q_in[:, 1]]
-            rows.append(p_in[q_removed])
-            cols.append(index[q_in[q_removed, 0], q_in[q_removed, 1]])
-            values.append(np.full(int(q_removed.sum()), -w))
-            known = ~q_removed
-            rhs[p_in[known]] += w * x[q_in[known, 0], q_in[known, 1]]  # each p once per offset: no repeats
-        matrix = sparse.csr_matrix((np.concatenate(values + [diagonal]),
-                                    (np.concatenate(rows + [np.arange(n)]), np.concatenate(cols + [np.arange(n)]))),
-                                   shape=(n, n))
-        solution = _solve_imputation(matrix, rhs)
-        out[removed] = solution.reshape(n, -1)
+        out[removed] = _solve_imputation(*_imputation_system(x, removed))
     out[removed] += rng.normal(0.0, noise, (n, x.shape[-1])) if noise > 0 else 0.0
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def _solve_imputation(matrix, rhs: np.ndarray) -> np.ndarray:
-    """Return the solution of the imputation's sparse system, one column per channel.
+#: The neighbours that come before a pixel in raster order, in that order: the upper triangle's rows.
+_EARLIER = ((-1, -1), (-1, 0), (-1, 1), (0, -1))
+
+
+def _imputation_system(x: np.ndarray, removed: np.ndarray):
+    """Return the imputation's system for the ``removed`` pixels (numbered in raster order): the upper
+    triangle of its matrix (CSC, sorted rows; what the solver reads) and its right-hand sides (n, C).
+
+    Row p: ``(sum_q w_pq) v_p - sum_{q removed} w_pq v_q = sum_{q kept} w_pq x_q`` over p's neighbours q
+    inside the image. Built from shifted windows of the whole image, each neighbour's terms added in
+    ``_NEIGHBOURS`` order.
+    """
+    from scipy import sparse
+
+    (height, width), n = removed.shape, int(removed.sum())
+    index = np.full((height + 2, width + 2), -1)
+    index[1:-1, 1:-1][removed] = np.arange(n)
+    padded = np.zeros((height + 2, width + 2, x.shape[-1]))
+    padded[1:-1, 1:-1] = x
+    inside = np.zeros((height + 2, width + 2), bool)
+    inside[1:-1, 1:-1] = True
+    diagonal, rhs, neighbour = np.zeros(n), np.zeros((n, x.shape[-1])), {}
+
+    def window(dy, dx):
+        return slice(1 + dy, height + 1 + dy), slice(1 + dx, width + 1 + dx)
+
+    for dy, dx, w in _NEIGHBOURS:
+        q_inside, neighbour[dy, dx] = inside[window(dy, dx)][removed], index[window(dy, dx)][removed]
+        diagonal[q_inside] += w
+        known = q_inside & (neighbour[dy, dx] < 0)
+        rhs[known] += w * padded[window(dy, dx)][removed][known]
+    weight = {(dy, dx): w for dy, dx, w in _NEIGHBOURS}
+    rows = np.column_stack([neighbour[o] for o in _EARLIER] + [np.arange(n)])
+    values = np.column_stack([np.full(n, -weight[o]) for o in _EARLIER] + [diagonal])
+    present = rows >= 0
+    indptr = np.concatenate(([0], np.cumsum(present.sum(axis=1))))
+    return sparse.csc_matrix((values[present], rows[present], indptr), shape=(n, n)), rhs
+
+
+def _solve_imputation(upper, rhs: np.ndarray) -> np.ndarray:
+    """Return the solution of the imputation's sparse system, one column per channel, from the upper
+    triangle of its matrix.
 
     The matrix is symmetric (w_pq = w_qp) and, with at least one kept pixel, positive definite (diagonally
     dominant, strictly so next to a kept pixel), so an LDL^T factorisation without pivoting is stable: QDLDL
@@ -136,9 +152,8 @@ def _solve_imputation(matrix, rhs: np.ndarray) -> np.ndarray:
     (benchmarks/README.md) and releases Python's global lock, so ``_imputed``'s threads overlap.
     """
     import qdldl
-    from scipy import sparse
 
-    solver = qdldl.Solver(sparse.triu(matrix, format="csc"), upper=True)
+    solver = qdldl.Solver(upper, upper=True)
     return np.column_stack([solver.solve(np.ascontiguousarray(rhs[:, c])) for c in range(rhs.shape[1])])
 
 
