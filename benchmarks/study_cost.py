@@ -5,9 +5,12 @@ from the study's seeded order: ``--batches`` batches of ``--batch-size`` photos 
 (the first ``road_photos`` of the order) and as many outside it, after one uncounted warm-up batch (the
 last photos of the ROAD subset: the study traces its functions once per run, not once per photo). Every
 model pass is counted by stage
-(``xai_helpers.classifier.passes``: images sent forward only, and forward and back) and every stage timed. Around
-every batch it times the bare compiled batched forward pass and forward+backward pass of the same model
-(batch 32, nothing around them), so each stage has an *ideal* time measured under the same machine load::
+(``xai_helpers.classifier.passes``: images sent forward only, and forward and back) and every stage timed. Before
+and after every batch, and between the study's stages at least every ``--sample-every`` seconds during it, it
+times the bare compiled batched forward pass and forward+backward pass of the same model (one chunk of the
+study's chunk size, nothing around them; the sampling's own time is left out of the batch's). The batch's bare
+rates are the means of those samples, so each stage has an *ideal* time measured under the machine's load of
+that batch, not only of the seconds around it::
 
     ideal(stage) = forward(stage) / forward_rate + gradient(stage) / gradient_rate
 
@@ -26,6 +29,7 @@ To compare with an earlier version of the package on the same machine, run this 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections import defaultdict
 
@@ -74,9 +78,48 @@ def bare_rates(model, batch: int = common.BATCH):
     return measure
 
 
+class RateSampler:
+    """Bare rates sampled between the study's outermost stages, at least ``every`` seconds apart.
+
+    ``install`` wraps ``passes.stage`` (which every stage of the package enters as ``passes.stage``): when an
+    outermost stage ends and ``every`` seconds have passed since the last sample, ``measure()`` runs and its
+    time is added to ``spent``, to be left out of the batch's wall time.
+    """
+
+    def __init__(self, measure, every: float):
+        self.measure, self.every = measure, every
+        self.samples: list[tuple[float, float]] = []
+        self.spent, self.last, self.depth = 0.0, time.perf_counter(), 0
+
+    def start(self) -> None:
+        """Begin a batch: no samples, no time spent, the clock from now."""
+        self.samples, self.spent, self.last = [], 0.0, time.perf_counter()
+
+    def install(self, passes) -> None:
+        original = passes.stage
+
+        @contextlib.contextmanager
+        def stage(name, photos=()):
+            self.depth += 1
+            try:
+                with original(name, photos):
+                    yield
+            finally:
+                self.depth -= 1
+            if self.depth == 0 and time.perf_counter() - self.last >= self.every:
+                t = time.perf_counter()
+                self.samples.append(self.measure())
+                self.last = time.perf_counter()
+                self.spent += self.last - t
+
+        passes.stage = stage
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=1, help="batches inside and outside the ROAD subset")
+    parser.add_argument("--sample-every", type=float, default=10.0,
+                        help="seconds between samples of the bare rates during a batch (0: only around it)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--model", default="MobileNetV2")
     parser.add_argument("--alpha", type=float, default=None)
@@ -98,6 +141,8 @@ def main() -> None:
     print(f"scope {args.scope}: {SCOPES[args.scope] or 'the default settings'}")
     order = [int(c) for c in photo_order(settings.seed)]
     rates = bare_rates(model)
+    sampler = RateSampler(rates, args.sample_every if args.sample_every > 0 else float("inf"))
+    sampler.install(passes)
     # Warm-up, not counted: a whole batch of the ROAD subset that is not measured, so that every compiled
     # function is traced and every batch shape's kernels are set up once, as they are once per study run.
     analyse_batch(model, order[settings.road_photos - args.batch_size:settings.road_photos], settings)
@@ -111,11 +156,13 @@ def main() -> None:
             photos = order[start + b * args.batch_size:start + (b + 1) * args.batch_size]
             before = rates()
             with passes.counting() as tally:
+                sampler.start()
                 t = time.perf_counter()
                 analyse_batch(model, photos, settings)
-                wall += time.perf_counter() - t
-            after = rates()
-            forward_rate, gradient_rate = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+                wall += time.perf_counter() - t - sampler.spent
+            samples = [before, *sampler.samples, rates()]
+            forward_rate = float(np.mean([f for f, _ in samples]))
+            gradient_rate = float(np.mean([g for _, g in samples]))
             n += len(photos)
             for stage, kinds in tally.totals().items():
                 counts[stage]["forward"] += kinds["forward"]
@@ -123,8 +170,9 @@ def main() -> None:
                 ideal[stage] += kinds["forward"] / forward_rate + kinds["gradient"] / gradient_rate
             for stage, s in tally.seconds.items():
                 seconds[stage] += s
-            print(f"{kind} batch {b}: bare forward {forward_rate:.1f}/s, forward+backward {gradient_rate:.1f}/s",
-                  flush=True)
+            print(f"{kind} batch {b}: bare forward {forward_rate:.1f}/s, forward+backward {gradient_rate:.1f}/s "
+                  f"(means of {len(samples)} samples; forward+backward from {min(g for _, g in samples):.1f} to "
+                  f"{max(g for _, g in samples):.1f}/s)", flush=True)
         outside = wall - sum(seconds.values())  # loading photos, the rows' own arithmetic
         print(f"\n{kind}: per photo, {n} photos")
         print(f"{'stage':<20}{'seconds':>9}{'forward':>9}{'gradient':>10}{'ideal s':>9}{'ideal/measured':>16}")
