@@ -64,7 +64,7 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 #: The last ``_RANKED_MAX`` arrays ranked, by content: a study photo's clean map is compared with a dozen
-#: others, and ranking it again each time was most of ``compare_maps``' time.
+#: others, and each comparison would rank it again.
 _RANKED: OrderedDict = OrderedDict()
 _RANKED_MAX = 32
 _RANKED_LOCK = threading.Lock()

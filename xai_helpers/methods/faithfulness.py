@@ -148,8 +148,8 @@ def _solve_imputation(upper, rhs: np.ndarray) -> np.ndarray:
     The matrix is symmetric (w_pq = w_qp) and, with at least one kept pixel, positive definite (diagonally
     dominant, strictly so next to a kept pixel), so an LDL^T factorisation without pivoting is stable: QDLDL
     (Stellato, Goulart & Banjac, the OSQP project's solver) with its approximate-minimum-degree ordering,
-    factorised once for all channels. It does half of SuperLU's work on a symmetric matrix
-    (benchmarks/README.md) and releases Python's global lock, so ``_imputed``'s threads overlap.
+    factorised once for all channels. It uses the symmetry that SuperLU's LU ignores (the two compared:
+    benchmarks/README.md) and releases Python's global lock, so ``_imputed``'s threads overlap.
     """
     import qdldl
 
