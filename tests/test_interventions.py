@@ -345,6 +345,21 @@ def test_analyses_sharing_one_pass_get_what_they_get_alone_bit_for_bit(linear, p
     assert tally.totals()["classify"]["forward"] == 2 + 14 + 4 + 11
 
 
+@pytest.mark.parametrize("call", ["effect_shares", "perturbation_curves", "region_verdicts"])
+@pytest.mark.parametrize("classes", [(-1, None), (0, 10), (7, None)], ids=["negative", "contrast", "past_the_end"])
+def test_the_interventions_reject_a_class_the_model_does_not_have(linear, pair, call, classes, one_sentence):
+    from xai_helpers.methods.sufficiency import region_verdicts
+
+    x, adv = pair
+    mask = np.ones(x.shape[:2], bool)
+    run = {"effect_shares": lambda c, k: iv.effect_shares(linear.model, x, adv, mask, c, k),
+           "perturbation_curves": lambda c, k: iv.perturbation_curves(linear.model, x, adv, {"m": mask * 1.0}, c, k),
+           "region_verdicts": lambda c, k: region_verdicts(linear.model, x, adv, {"m": mask}, c, k)}[call]
+    with pytest.raises(ValueError) as excinfo:
+        run(*classes)
+    one_sentence(excinfo, "contrast_class" if classes[1] is not None else "class_index")
+
+
 def test_effect_shares_refuse_an_attack_without_effect(linear, pair, one_sentence):
     x, _ = pair
     with pytest.raises(ValueError) as excinfo:

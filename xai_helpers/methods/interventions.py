@@ -60,10 +60,19 @@ SEED = 0
 
 def scores(model, images: np.ndarray, class_index: int, contrast_class: int | None = None) -> np.ndarray:
     """Return F of each image (N,): the logit ``z_c`` or, with ``contrast_class`` k, the margin ``z_c - z_k``."""
+    c, k = _check_classes(model, class_index, contrast_class)
+    return _score(logits(model, images), c, k)
+
+
+def _check_classes(model, class_index: int, contrast_class: int | None) -> tuple[int, int | None]:
+    """Return the class and the contrast class (or None) as ints, each checked against the model's classes."""
     c = check_class_index(class_index, num_classes(model))
-    k = None if contrast_class is None else check_class_index(contrast_class, num_classes(model),
-                                                               "contrast_class")
-    z = logits(model, images)
+    return c, None if contrast_class is None else check_class_index(contrast_class, num_classes(model),
+                                                                     "contrast_class")
+
+
+def _score(z: np.ndarray, c: int, k: int | None) -> np.ndarray:
+    """F of each row of logits ``z`` (N, classes): ``z_c``, or ``z_c - z_k`` with a contrast class k."""
     return z[:, c] - (z[:, k] if k is not None else 0.0)
 
 
@@ -107,10 +116,11 @@ def effect_shares(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, clas
 def shares_analysis(model, x: np.ndarray, adv: np.ndarray, masks: np.ndarray, class_index: int,
                     contrast_class: int | None = None):
     """``effect_shares`` as an analysis of ``shared_pass``: yields its masks, receives their logits."""
-    x, adv = _check_pair(model, x, adv)
+    _check_pair(model, x, adv)
+    c, k = _check_classes(model, class_index, contrast_class)
     masks = np.asarray(masks)
     masks = masks[None] if masks.ndim == 2 else masks
-    f_x, f_adv, f_restricted = _scored((yield masks), class_index, contrast_class)
+    f_x, f_adv, f_restricted = _scored((yield masks), c, k)
     return (f_restricted - f_x) / (f_adv - f_x)
 
 
@@ -152,18 +162,14 @@ def _pair_logits(model, x: np.ndarray, adv: np.ndarray, stacks: Sequence[np.ndar
     return z[:2], [z[a:b] for a, b in pairwise(bounds)]
 
 
-def _scored(logits_of: tuple, class_index: int, contrast_class: int | None) -> tuple[float, float, np.ndarray]:
-    """Return F(x), F(adv) and F of each restricted image from ``shared_pass``' ``(ends, z)``. Raises if the
-    attack leaves F unchanged."""
+def _scored(logits_of: tuple, c: int, k: int | None) -> tuple[float, float, np.ndarray]:
+    """Return F(x), F(adv) and F of each restricted image from ``shared_pass``' ``(ends, z)``, classes checked
+    by ``_check_classes``. Raises if the attack leaves F unchanged."""
     ends, z = logits_of
-
-    def score(logit):
-        return logit[:, class_index] - (logit[:, contrast_class] if contrast_class is not None else 0.0)
-
-    f_ends = score(ends)
+    f_ends = _score(ends, c, k)
     if f_ends[1] == f_ends[0]:
         raise ValueError("The adversarial image leaves the score unchanged, so there is no effect to share.")
-    return float(f_ends[0]), float(f_ends[1]), score(z)
+    return float(f_ends[0]), float(f_ends[1]), _score(z, c, k)
 
 
 # long: IG's keyword options and the attribution's (which logit, the margin's contrast class)
@@ -328,6 +334,7 @@ def curves_analysis(model, x: np.ndarray, adv: np.ndarray, saliencies: Mapping[s
                     seed: int | Sequence[int] = SEED):
     """``perturbation_curves`` as an analysis of ``shared_pass``: yields its masks, receives their logits."""
     x, adv = _check_pair(model, x, adv)
+    c, k = _check_classes(model, class_index, contrast_class)
     fractions = _check_fractions(fractions)
     if not isinstance(n_random, (int, np.integer)) or n_random < 1:
         raise ValueError(f"n_random must be a positive integer, got {n_random!r}.")
@@ -344,7 +351,7 @@ def curves_analysis(model, x: np.ndarray, adv: np.ndarray, saliencies: Mapping[s
         # (a random order is one permutation per draw whatever the fractions: the same seed, the same orders)
         masks.append(_nested_random_masks(x.shape[:2], fractions[inner], n_random, seed).reshape(-1, *x.shape[:2]))
         masks = np.concatenate(masks)
-    f_x, f_adv, f_restricted = _scored((yield masks), class_index, contrast_class)
+    f_x, f_adv, f_restricted = _scored((yield masks), c, k)
     if inner.any():
         shares[:, inner] = ((f_restricted - f_x) / (f_adv - f_x)).reshape(len(shares), -1)
     random_shares = shares[len(maps):]

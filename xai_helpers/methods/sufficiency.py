@@ -24,7 +24,7 @@ import numpy as np
 
 from xai_helpers.classifier.checks import check_class_index, check_images, check_map
 from xai_helpers.classifier.forward import input_shape, logits, num_classes
-from xai_helpers.methods.interventions import _check_pair, restrict, shared_pass
+from xai_helpers.methods.interventions import _check_classes, _check_pair, _scored, restrict, shared_pass
 
 
 
@@ -74,18 +74,16 @@ def verdicts_analysis(model, x: np.ndarray, adv: np.ndarray, masks: Mapping[str,
     """``region_verdicts`` as an analysis of ``interventions.shared_pass``: yields the kept and removed
     masks, receives their logits (shares and labels)."""
     _check_pair(model, x, adv)
+    c, k = _check_classes(model, class_index, contrast_class)
     names = list(masks)
     stack = np.stack([np.asarray(masks[n], dtype=np.float32) for n in names])
-    ends, z = yield np.concatenate([stack, 1.0 - stack])
-    k = class_index if contrast_class is None else contrast_class
-    f_ends, f = (v[:, class_index] - (v[:, k] if contrast_class is not None else 0.0) for v in (ends, z))
-    if f_ends[1] == f_ends[0]:
-        raise ValueError("The adversarial image leaves the score unchanged, so there is no effect to share.")
-    shares, labels = (f - f_ends[0]) / (f_ends[1] - f_ends[0]), z.argmax(axis=1)
+    logits_of = yield np.concatenate([stack, 1.0 - stack])
+    f_x, f_adv, f = _scored(logits_of, c, k)
+    shares, labels = (f - f_x) / (f_adv - f_x), logits_of[1].argmax(axis=1)
     n = len(names)
-    moved = labels[:n] != class_index if target is None else labels[:n] == target
+    moved = labels[:n] != c if target is None else labels[:n] == target
     return {name: RegionVerdict(float(shares[i]), float(shares[n + i]), bool(moved[i]),
-                                bool(labels[n + i] == class_index), float(stack[i].mean()))
+                                bool(labels[n + i] == c), float(stack[i].mean()))
             for i, name in enumerate(names)}
 
 
